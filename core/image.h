@@ -1,0 +1,90 @@
+// The page image format: writer (strategies save pages into a sink) and reader (flatten, verify, info).
+//
+// Layout (all integers little-endian):
+//   header  : magic "SNAPIMG1" (8) | version u32 | page_size u32 | region_pages u64 |
+//             consistency u32 (0 start, 1 end) | strategy name length u16 | reserved u16 |
+//             strategy name bytes (unpadded)
+//   records : page_index u64 | flags u32 | reserved u32 | 4096 data bytes unless flags & kZero
+//   trailer : magic "SNAPEND1" (8) | record_count u64 | checksum u64
+// The checksum covers every byte from the header's first byte to the last record's last byte.
+// A later record for a page supersedes an earlier one.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/sink.h"
+
+namespace snap {
+
+constexpr uint32_t kImageVersion = 1;
+constexpr uint32_t kRecordZero = 1u << 0;
+
+enum class ConsistencyPoint : uint32_t { kStart = 0, kEnd = 1 };
+
+struct ImageHeader {
+  uint32_t page_size = 4096;
+  uint64_t region_pages = 0;
+  ConsistencyPoint consistency = ConsistencyPoint::kStart;
+  std::string strategy;
+};
+
+// Counts the harness reports; the writer keeps them as it goes.
+struct ImageStats {
+  uint64_t image_bytes = 0;
+  uint64_t pages_saved = 0;      // records written
+  uint64_t unique_pages = 0;     // distinct page indices written
+  uint64_t duplicate_pages = 0;  // pages_saved - unique_pages
+  uint64_t zero_pages = 0;       // records written with the zero flag
+};
+
+// Streams records to a sink with its own buffer. Not thread-safe: one saver at a time.
+class ImageWriter {
+ public:
+  ImageWriter(Sink& sink, const ImageHeader& header);
+  // Saves page `index` from `data` (4096 bytes); a page of zeros becomes a zero record.
+  void save_page(uint64_t index, const void* data);
+  // Saves `count` consecutive pages starting at `index` from `data`.
+  void save_pages(uint64_t index, const void* data, size_t count);
+  // Writes the trailer, flushes the buffer and finishes the sink.
+  void finish();
+  const ImageStats& stats() const { return stats_; }
+
+ private:
+  void put(const void* p, size_t n);
+  void flush();
+
+  Sink& sink_;
+  ImageHeader header_;
+  std::vector<uint8_t> buf_;
+  size_t used_ = 0;
+  uint64_t checksum_state_[4];
+  std::vector<uint64_t> seen_;  // bitmap of page indices written
+  ImageStats stats_;
+  bool finished_ = false;
+};
+
+// Parsed image: header plus the flattened region (later records win) and per-page presence.
+struct FlatImage {
+  ImageHeader header;
+  ImageStats stats;
+  std::vector<uint8_t> memory;   // region_pages * page_size
+  std::vector<bool> present;     // page written at least once
+};
+
+// Parses and checks an image (magic, version, bounds, trailer, checksum). Throws ImageError with a
+// message saying what is wrong (truncated at byte N, checksum mismatch, page index out of range...).
+FlatImage flatten_image(const std::vector<uint8_t>& bytes);
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+
+// Result of comparing a flattened image with a reference copy of the region.
+struct VerifyResult {
+  bool pass = false;
+  uint64_t mismatched_pages = 0;
+  uint64_t missing_pages = 0;
+  int64_t first_bad_page = -1;
+  std::string message;  // empty on pass
+};
+VerifyResult verify_image(const FlatImage& image, const uint8_t* reference, uint64_t reference_pages);
+
+}  // namespace snap

@@ -1,0 +1,70 @@
+// One run: build the region, start the writers, take one snapshot with a strategy, measure, verify.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/image.h"
+#include "core/params.h"
+
+namespace snap {
+
+// What to run (the flags of `snapbench run`, or one cell of a matrix).
+struct RunSpec {
+  std::string strategy = "stop-copy";
+  std::string tracker;                 // precopy only; "" = the strategy's default
+  std::string pattern = "uniform";
+  int writers = 2;
+  uint64_t mem_bytes = 256ull << 20;
+  double populate = 1.0;
+  std::string rate = "0";              // as typed: "0", "max", "100MiB/s", "20000pages/s"
+  std::string bandwidth = "0";         // sink cap as typed; "0" = none
+  bool thp = false;
+  int numa_node = -1;
+  std::string sink = "null";
+  bool fsync = false;
+  double warmup_s = 0.5;
+  int rep = 0;
+  uint64_t seed = 1;
+  bool verify = false;
+  std::string image_path;              // keep the image here (file sink, or a copy of the stream)
+  ParamAssignments params;             // --set values, by unit
+};
+
+enum class RunStatus { kOk, kUnsupported, kFailed };
+const char* status_name(RunStatus s);
+
+// One CSV row's worth of results. Units are in the names.
+struct RunResult {
+  RunSpec spec;
+  RunStatus status = RunStatus::kOk;
+  std::string reason;
+  std::string tracker;                 // resolved tracker ("" when none)
+  double rate_target_pages_s = 0;      // -1 = max
+  double rate_before_pages_s = 0;      // achieved during warm-up
+  double rate_during_pages_s = 0;      // achieved during the snapshot
+  uint64_t bandwidth_bytes_s = 0;
+  uint64_t region_bytes = 0;
+  uint64_t nonzero_rss_bytes = 0;      // non-zero pages at the consistency point × page size
+  ImageStats image;
+  double image_ratio = 0;              // image_bytes / nonzero_rss_bytes
+  double completion_s = 0;
+  double downtime_s = 0;
+  double freeze_s = 0;
+  uint64_t passes = 0;
+  bool converged = true;
+  uint64_t faults = 0;
+  uint64_t write_count = 0;            // writes during the snapshot
+  double write_p50_us = 0, write_p99_us = 0, write_p999_us = 0, write_max_us = 0;
+  double write_before_p99_us = 0;      // p99 during warm-up, for comparison
+  uint64_t extra_rss_bytes = 0;
+  std::string verified = "off";        // pass | fail | off
+  std::string verify_detail;
+  std::string params;                  // resolved parameter values
+  std::string notes;                   // strategy-specific key=value;...
+};
+
+// Runs one snapshot. Never throws for run-time failures (they become status=failed with a reason);
+// throws UsageError for bad input (unknown strategy, bad parameter...).
+RunResult run_once(const RunSpec& spec);
+
+}  // namespace snap

@@ -1,0 +1,43 @@
+// The DirtyTracker interface used by precopy (one file per tracker) and its explicit registry.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/params.h"
+#include "core/region.h"
+#include "strategies/strategy.h"
+
+namespace snap {
+
+// Tracks which pages of a region are written between two collections.
+class DirtyTracker {
+ public:
+  virtual ~DirtyTracker() = default;
+  virtual std::string name() const = 0;
+  virtual std::string help() const = 0;
+  virtual Support probe() const = 0;
+  virtual std::vector<ParamSpec> params() const { return {}; }
+  // Starts tracking the whole region (every page clean from now on).
+  virtual void start(Region& region, const ParamValues& params) = 0;
+  // Appends to `dirty` (sorted ascending, no duplicates) the pages written since start() or the
+  // previous collect(), and re-arms them atomically with respect to concurrent writers: a write
+  // racing the collection is reported now or at the next collect, never lost.
+  virtual void collect(std::vector<uint64_t>& dirty) = 0;
+  // Stops tracking and restores the region (no protection, no handler). Idempotent; also called
+  // from the destructor, so an exception on any path leaves nothing behind.
+  virtual void stop() = 0;
+  // Write faults the tracker took (0 where it cannot tell).
+  virtual uint64_t faults() const { return 0; }
+};
+
+struct TrackerEntry {
+  std::string name;
+  std::function<std::unique_ptr<DirtyTracker>()> make;
+};
+const std::vector<TrackerEntry>& tracker_registry();
+std::unique_ptr<DirtyTracker> make_tracker(const std::string& name);  // throws UsageError if unknown
+
+}  // namespace snap
