@@ -1,0 +1,76 @@
+// `snapbench list`: strategies, trackers, patterns, sinks (each with supported or the reason and its
+// parameters), and `snapbench columns`: every CSV column with its meaning.
+#include <cstdio>
+
+#include "core/sink.h"
+#include "harness/commands.h"
+#include "harness/csv.h"
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
+#include "workloads/workload.h"
+
+namespace snap {
+
+namespace {
+
+const char* type_name(ParamSpec::Type t) {
+  switch (t) {
+    case ParamSpec::Type::kInt: return "int";
+    case ParamSpec::Type::kDouble: return "number";
+    case ParamSpec::Type::kBool: return "bool";
+    case ParamSpec::Type::kString: return "string";
+  }
+  return "?";
+}
+
+void print_params(const std::string& unit, const std::vector<ParamSpec>& params) {
+  for (const auto& p : params) {
+    std::string bounds;
+    if (p.min < p.max) bounds = " [" + std::to_string((long long)p.min) + ".." + std::to_string((long long)p.max) + "]";
+    if (p.type == ParamSpec::Type::kDouble && p.min < p.max) {
+      char b[96];
+      std::snprintf(b, sizeof b, " [%g..%g]", p.min, p.max);
+      bounds = b;
+    }
+    std::printf("      --set %s.%s=%s  (%s%s, default %s)\n        %s\n", unit.c_str(), p.name.c_str(),
+                type_name(p.type), type_name(p.type), bounds.c_str(), p.default_value.c_str(), p.help.c_str());
+  }
+}
+
+void print_support(const std::string& name, const Support& s, const std::string& help) {
+  std::printf("  %-12s %-12s %s\n", name.c_str(), s.supported ? "supported" : "UNSUPPORTED", help.c_str());
+  if (!s.supported) std::printf("      reason: %s\n", s.reason.c_str());
+}
+
+}  // namespace
+
+void add_list_command(CLI::App& app, int& rc) {
+  auto* list = app.add_subcommand("list", "list strategies, trackers, patterns and sinks, with support and parameters");
+  list->callback([&rc]() {
+    std::printf("strategies (--strategy):\n");
+    for (const auto& e : strategy_registry()) {
+      auto s = e.make();
+      print_support(e.name, s->probe(), s->help());
+      print_params(e.name, s->params());
+    }
+    std::printf("\ndirty trackers (--tracker, precopy only):\n");
+    for (const auto& e : tracker_registry()) {
+      auto t = e.make();
+      print_support(e.name, t->probe(), t->help());
+      print_params(e.name, t->params());
+    }
+    std::printf("\naccess patterns (--pattern):\n");
+    for (const auto& p : pattern_kinds()) std::printf("  %-32s %s\n", p.syntax.c_str(), p.help.c_str());
+    std::printf("\nsinks (--sink):\n");
+    for (const auto& s : sink_kinds()) std::printf("  %-16s %s\n", s.name.c_str(), s.help.c_str());
+    rc = 0;
+  });
+  auto* cols = app.add_subcommand("columns", "list every column of the results CSV with its unit and meaning");
+  cols->callback([&rc]() {
+    std::printf("schema_version %d\n", kSchemaVersion);
+    for (const auto& c : csv_columns()) std::printf("  %-22s %s\n", c.name.c_str(), c.meaning.c_str());
+    rc = 0;
+  });
+}
+
+}  // namespace snap

@@ -1,0 +1,132 @@
+// CSV columns, formatting and the flushing appender.
+#include "harness/csv.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace snap {
+
+namespace {
+
+std::string num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.9g", v);
+  return b;
+}
+std::string u64(uint64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+const std::vector<CsvColumn>& csv_columns() {
+  static const std::vector<CsvColumn> cols = {
+      {"schema_version", "version of this column set", [](const RunResult&) { return std::to_string(kSchemaVersion); }},
+      {"strategy", "strategy registry key (none, stop-copy, precopy, uffd-wp, fork-cow)", [](const RunResult& r) { return r.spec.strategy; }},
+      {"tracker", "precopy's dirty tracker (uffd-async, mprotect, soft-dirty); empty for the others", [](const RunResult& r) { return r.tracker; }},
+      {"pattern", "writers' access pattern as given to --pattern", [](const RunResult& r) { return r.spec.pattern; }},
+      {"writers", "number of writer threads", [](const RunResult& r) { return std::to_string(r.spec.writers); }},
+      {"region_bytes", "size of the region (whole pages)", [](const RunResult& r) { return u64(r.region_bytes); }},
+      {"populate", "fraction of pages filled with non-zero content before the run", [](const RunResult& r) { return num(r.spec.populate); }},
+      {"thp", "transparent huge pages advised on the region (on|off)", [](const RunResult& r) { return std::string(r.spec.thp ? "on" : "off"); }},
+      {"numa_node", "NUMA node the region and writers are bound to (-1: none)", [](const RunResult& r) { return std::to_string(r.spec.numa_node); }},
+      {"rate", "target write rate as given to --rate", [](const RunResult& r) { return r.spec.rate; }},
+      {"rate_target_pages_s", "target write rate in pages/s over all writers (-1: max)", [](const RunResult& r) { return num(r.rate_target_pages_s); }},
+      {"rate_before_pages_s", "achieved write rate during the warm-up, pages/s", [](const RunResult& r) { return num(r.rate_before_pages_s); }},
+      {"rate_during_pages_s", "achieved write rate while the snapshot ran, pages/s", [](const RunResult& r) { return num(r.rate_during_pages_s); }},
+      {"sink", "sink kind (null, memory, file, exec, fail)", [](const RunResult& r) {
+         auto c = r.spec.sink.find(':');
+         return c == std::string::npos ? r.spec.sink : r.spec.sink.substr(0, c);
+       }},
+      {"bandwidth_bytes_s", "save bandwidth cap in bytes/s (0: none)", [](const RunResult& r) { return u64(r.bandwidth_bytes_s); }},
+      {"warmup_s", "seconds the writers ran before the snapshot started", [](const RunResult& r) { return num(r.spec.warmup_s); }},
+      {"seed", "seed of the region content and access pattern", [](const RunResult& r) { return u64(r.spec.seed); }},
+      {"rep", "repetition index (0-based)", [](const RunResult& r) { return std::to_string(r.spec.rep); }},
+      {"status", "ok | unsupported | failed", [](const RunResult& r) { return std::string(status_name(r.status)); }},
+      {"reason", "why unsupported or failed (empty when ok)", [](const RunResult& r) { return r.reason; }},
+      {"params", "resolved strategy and tracker parameters (unit.param=value;...)", [](const RunResult& r) { return r.params; }},
+      {"image_bytes", "bytes of the image stream (header, records, trailer)", [](const RunResult& r) { return u64(r.image.image_bytes); }},
+      {"nonzero_rss_bytes", "non-zero pages x page size: at the consistency point with --verify, else at the end of the run", [](const RunResult& r) { return u64(r.nonzero_rss_bytes); }},
+      {"pages_saved", "page records written (including zero records and duplicates)", [](const RunResult& r) { return u64(r.image.pages_saved); }},
+      {"unique_pages", "distinct pages written to the image", [](const RunResult& r) { return u64(r.image.unique_pages); }},
+      {"duplicate_pages", "records for pages already saved (pages_saved - unique_pages)", [](const RunResult& r) { return u64(r.image.duplicate_pages); }},
+      {"zero_pages", "records written as zero pages (flag, no data)", [](const RunResult& r) { return u64(r.image.zero_pages); }},
+      {"image_ratio", "image_bytes / nonzero_rss_bytes (the seed's claim: precopy several times 1)", [](const RunResult& r) { return num(r.image_ratio); }},
+      {"completion_s", "wall time of the whole snapshot, from its start until the image is finished", [](const RunResult& r) { return num(r.completion_s); }},
+      {"downtime_s", "time the writers were held paused (verify reference copy excluded)", [](const RunResult& r) { return num(r.downtime_s); }},
+      {"freeze_s", "time of the freeze primitive inside the pause (fork(), write-protect, tracker arming)", [](const RunResult& r) { return num(r.freeze_s); }},
+      {"passes", "passes over memory (precopy: iterations including the final stop-and-copy)", [](const RunResult& r) { return u64(r.passes); }},
+      {"converged", "precopy: 1 if the dirty set fit the downtime budget, 0 if it stopped on max_passes", [](const RunResult& r) { return std::string(r.converged ? "1" : "0"); }},
+      {"faults", "write faults serviced by the strategy or tracker", [](const RunResult& r) { return u64(r.faults); }},
+      {"writes_during", "writes done while the snapshot ran", [](const RunResult& r) { return u64(r.write_count); }},
+      {"write_p50_us", "median write latency during the snapshot, microseconds (includes fault stalls)", [](const RunResult& r) { return num(r.write_p50_us); }},
+      {"write_p99_us", "99th percentile write latency during the snapshot, microseconds", [](const RunResult& r) { return num(r.write_p99_us); }},
+      {"write_p999_us", "99.9th percentile write latency during the snapshot, microseconds", [](const RunResult& r) { return num(r.write_p999_us); }},
+      {"write_max_us", "maximum write latency during the snapshot, microseconds", [](const RunResult& r) { return num(r.write_max_us); }},
+      {"write_before_p99_us", "99th percentile write latency during the warm-up, microseconds", [](const RunResult& r) { return num(r.write_before_p99_us); }},
+      {"extra_rss_bytes", "memory the strategy added (fork: copy-on-write copies; uffd-wp: copy-aside buffers)", [](const RunResult& r) { return u64(r.extra_rss_bytes); }},
+      {"verified", "pass | fail | off: image compared byte for byte with the region at the consistency point", [](const RunResult& r) { return r.verified; }},
+      {"notes", "strategy-specific facts (key=value;...), e.g. wp_unpopulated", [](const RunResult& r) { return r.notes; }},
+  };
+  return cols;
+}
+
+std::string csv_escape(const std::string& field) {
+  if (field.find_first_of(",\"\n\r") == std::string::npos) return field;
+  std::string out = "\"";
+  for (char c : field) {
+    if (c == '"') out += '"';
+    out += (c == '\n' || c == '\r') ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+std::string csv_header() {
+  std::string out;
+  for (const auto& c : csv_columns()) out += (out.empty() ? "" : ",") + c.name;
+  return out;
+}
+
+std::string csv_row(const RunResult& r) {
+  std::string out;
+  bool first = true;
+  for (const auto& c : csv_columns()) {
+    if (!first) out += ',';
+    first = false;
+    out += csv_escape(c.value(r));
+  }
+  return out;
+}
+
+CsvAppender::CsvAppender(const std::string& path) : path_(path) {
+  std::string existing_header;
+  {
+    std::ifstream in(path);
+    if (in) std::getline(in, existing_header);
+  }
+  if (!existing_header.empty() && existing_header != csv_header())
+    throw UsageError("--out: " + path + " already holds a CSV with other columns (another schema_version?); "
+                     "choose a new file");
+  f_ = std::fopen(path.c_str(), "a");
+  if (!f_) throw UsageError("--out: cannot open " + path + ": " + std::strerror(errno));
+  if (existing_header.empty()) {
+    std::fprintf(f_, "%s\n", csv_header().c_str());
+    std::fflush(f_);
+  }
+}
+
+CsvAppender::~CsvAppender() {
+  if (f_) std::fclose(f_);
+}
+
+void CsvAppender::append(const RunResult& r) {
+  std::string line = csv_row(r) + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
+    throw std::runtime_error("writing " + path_ + ": " + std::strerror(errno));
+  fsync(fileno(f_));
+}
+
+}  // namespace snap

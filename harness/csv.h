@@ -1,0 +1,40 @@
+// The results CSV: its columns (declared once, with units and meanings), rows, and an appending writer.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "harness/run.h"
+
+namespace snap {
+
+constexpr int kSchemaVersion = 1;
+
+struct CsvColumn {
+  std::string name;     // units in the name: _bytes, _s, _us, _pages_s
+  std::string meaning;  // for `snapbench columns` and the README
+  std::string (*value)(const RunResult&);
+};
+
+const std::vector<CsvColumn>& csv_columns();
+std::string csv_header();
+std::string csv_row(const RunResult& r);
+std::string csv_escape(const std::string& field);
+
+// Appends rows to a CSV file, writing the header only when the file is new or empty, and flushing
+// every row (an interrupted matrix loses nothing finished). An existing file with another header is
+// an error (its schema differs).
+class CsvAppender {
+ public:
+  explicit CsvAppender(const std::string& path);
+  ~CsvAppender();
+  CsvAppender(const CsvAppender&) = delete;
+  CsvAppender& operator=(const CsvAppender&) = delete;
+  void append(const RunResult& r);
+
+ private:
+  std::string path_;
+  FILE* f_ = nullptr;
+};
+
+}  // namespace snap

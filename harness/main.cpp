@@ -1,0 +1,38 @@
+// snapbench's entry point: parses the subcommand and maps errors to exit codes (2 = bad input).
+#include <cstdio>
+#include <exception>
+
+#include "core/error.h"
+#include "harness/commands.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  CLI::App app{
+      "snapbench: compares live memory snapshot strategies (stop-copy, precopy, uffd-wp, fork-cow)\n"
+      "on synthetic writers, measuring image size, duplicates, completion time, downtime, writer\n"
+      "latency and extra memory, and verifying every image byte for byte.",
+      "snapbench"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "help for every subcommand");
+  int rc = 0;
+  snap::add_run_command(app, rc, args);
+  snap::add_list_command(app, rc);
+  snap::add_image_command(app, rc);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "snapbench: %s (see --help)\n", e.what());
+    return 2;
+  } catch (const snap::UsageError& e) {
+    std::fprintf(stderr, "snapbench: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "snapbench: error: %s\n", e.what());
+    return 1;
+  }
+  return rc;
+}

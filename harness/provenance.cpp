@@ -1,0 +1,97 @@
+// Reads the machine's facts for the JSON sidecar.
+#include "harness/provenance.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/linux_compat.h"
+#include "core/uffd.h"
+#include "harness/csv.h"
+
+namespace snap {
+
+namespace {
+
+std::string read_first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in) std::getline(in, line);
+  return line;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto c = line.find(':');
+      return c == std::string::npos ? line : line.substr(c + 2);
+    }
+  return "unknown";
+}
+
+// The bracketed choice of a sysfs setting like "always [madvise] never".
+std::string bracketed(const std::string& s) {
+  auto a = s.find('['), b = s.find(']');
+  return a != std::string::npos && b != std::string::npos ? s.substr(a + 1, b - a - 1) : s;
+}
+
+}  // namespace
+
+nlohmann::json provenance(const std::vector<std::string>& command_line) {
+  nlohmann::json j;
+  utsname u{};
+  uname(&u);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const auto& uf = uffd_features();
+  std::string pm_reason;
+  j["schema_version"] = kSchemaVersion;
+  j["git_sha"] = SNAPBENCH_GIT_SHA;
+  j["build_type"] = SNAPBENCH_BUILD_TYPE;
+  j["compiler"] = std::string("g++ ") + __VERSION__;
+  j["kernel_release"] = u.release;
+  j["kernel_version"] = u.version;
+  j["machine"] = u.machine;
+  j["hostname"] = host;
+  j["cpu_model"] = cpu_model();
+  j["online_cpus"] = sysconf(_SC_NPROCESSORS_ONLN);
+  j["memory_bytes"] = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
+  j["thp_enabled"] = bracketed(read_first_line("/sys/kernel/mm/transparent_hugepage/enabled"));
+  j["thp_defrag"] = bracketed(read_first_line("/sys/kernel/mm/transparent_hugepage/defrag"));
+  j["uffd_available"] = uf.available;
+  j["uffd_features_hex"] = [&] {
+    std::ostringstream s;
+    s << std::hex << uf.features;
+    return s.str();
+  }();
+  j["uffd_wp_async"] = uf.has(UFFD_FEATURE_WP_ASYNC);
+  j["uffd_wp_unpopulated"] = uf.has(UFFD_FEATURE_WP_UNPOPULATED);
+  j["pagemap_scan"] = pagemap_scan_available(&pm_reason);
+  j["created_utc"] = when;
+  j["command_line"] = command_line;
+  return j;
+}
+
+std::string meta_path_for(const std::string& csv_path) {
+  const std::string ext = ".csv";
+  if (csv_path.size() > ext.size() && csv_path.compare(csv_path.size() - ext.size(), ext.size(), ext) == 0)
+    return csv_path.substr(0, csv_path.size() - ext.size()) + ".meta.json";
+  return csv_path + ".meta.json";
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  std::ofstream out(path, std::ios::trunc);
+  out << j.dump(2) << "\n";
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace snap

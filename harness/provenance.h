@@ -1,0 +1,16 @@
+// Provenance of a result set (git sha, kernel, CPU, THP mode, build type, command line) for the JSON
+// sidecar written beside every CSV.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace snap {
+
+nlohmann::json provenance(const std::vector<std::string>& command_line);
+// The sidecar path of a CSV: "x.csv" -> "x.meta.json".
+std::string meta_path_for(const std::string& csv_path);
+void write_json(const std::string& path, const nlohmann::json& j);
+
+}  // namespace snap

@@ -1,0 +1,271 @@
+// One run, end to end: validate the spec, build region + writers + sink, time the strategy's snapshot,
+// collect writer statistics, verify the image against the reference taken at the consistency point.
+#include "harness/run.h"
+
+#include <sys/mman.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/error.h"
+#include "core/region.h"
+#include "core/sink.h"
+#include "core/sink_tee.h"
+#include "core/units.h"
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
+#include "workloads/workload.h"
+
+namespace snap {
+
+const char* status_name(RunStatus s) {
+  switch (s) {
+    case RunStatus::kOk: return "ok";
+    case RunStatus::kUnsupported: return "unsupported";
+    case RunStatus::kFailed: return "failed";
+  }
+  return "?";
+}
+
+namespace {
+
+// The reference copy for --verify: an anonymous buffer pre-faulted before the snapshot, so the copy
+// at the consistency point is a plain memcpy (its time is excluded from the downtime).
+class Reference {
+ public:
+  explicit Reference(size_t bytes) : bytes_(bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) throw_errno("mmap of the verify reference");
+    base_ = static_cast<uint8_t*>(p);
+    madvise(base_, bytes_, MADV_NOHUGEPAGE);
+  }
+  ~Reference() { munmap(base_, bytes_); }
+  uint8_t* data() const { return base_; }
+
+ private:
+  size_t bytes_;
+  uint8_t* base_;
+};
+
+// The WorkloadControl strategies see: pauses the real writers, measures the downtime, and takes the
+// verify reference at the consistency point.
+class HarnessControl final : public WorkloadControl {
+ public:
+  HarnessControl(Workload& w, Region& r, Reference* ref) : workload_(w), region_(r), ref_(ref) {}
+  void pause() override {
+    if (paused_) throw std::logic_error("strategy paused the writers twice");
+    pause_start_ = now_ns();
+    workload_.pause();
+    paused_ = true;
+  }
+  void resume() override {
+    if (!paused_) return;  // resuming is idempotent so cleanup paths can always call it
+    workload_.resume();
+    downtime_ns_ += now_ns() - pause_start_;
+    paused_ = false;
+  }
+  void consistency_point() override {
+    if (!paused_) throw std::logic_error("consistency_point() called while the writers run");
+    ++consistency_points_;
+    if (ref_) {
+      uint64_t t = now_ns();
+      std::memcpy(ref_->data(), region_.base(), region_.bytes());
+      reference_ns_ += now_ns() - t;
+    }
+  }
+  bool paused() const { return paused_; }
+  int consistency_points() const { return consistency_points_; }
+  double downtime_s() const { return ns_to_s(downtime_ns_ - reference_ns_); }
+
+ private:
+  Workload& workload_;
+  Region& region_;
+  Reference* ref_;
+  bool paused_ = false;
+  uint64_t pause_start_ = 0, downtime_ns_ = 0, reference_ns_ = 0;
+  int consistency_points_ = 0;
+};
+
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write the image to " + path);
+}
+
+double us(uint64_t ns) { return double(ns) / 1000.0; }
+
+// Checks a --set unit and its values against the unit's declared parameters.
+std::vector<ParamSpec> params_of_unit(const std::string& unit, bool& known) {
+  known = true;
+  for (const auto& e : strategy_registry())
+    if (e.name == unit) return e.make()->params();
+  for (const auto& e : tracker_registry())
+    if (e.name == unit) return e.make()->params();
+  known = false;
+  return {};
+}
+
+}  // namespace
+
+RunResult run_once(const RunSpec& spec) {
+  RunResult res;
+  res.spec = spec;
+
+  // ---- validation: every problem here is the user's, so it throws UsageError (exit 2) ----
+  auto strategy = make_strategy(spec.strategy);
+  std::unique_ptr<DirtyTracker> tracker;
+  if (strategy->uses_tracker()) {
+    res.tracker = spec.tracker.empty() ? "uffd-async" : spec.tracker;
+    tracker = make_tracker(res.tracker);
+  } else if (!spec.tracker.empty()) {
+    throw UsageError("--tracker: strategy '" + spec.strategy + "' uses no dirty tracker");
+  }
+  for (const auto& [unit, values] : spec.params) {
+    bool known;
+    auto specs = params_of_unit(unit, known);
+    if (!known) throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy or tracker name)");
+    ParamValues check(unit, specs, values);  // throws on unknown or out-of-range values
+  }
+  auto values_for = [&](const std::string& unit, const std::vector<ParamSpec>& specs) {
+    auto it = spec.params.find(unit);
+    return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
+  };
+  const ParamValues strategy_params = values_for(strategy->name(), strategy->params());
+  const ParamValues tracker_params = tracker ? values_for(res.tracker, tracker->params()) : ParamValues();
+  res.params = strategy_params.describe();
+  if (tracker) {
+    std::string t = tracker_params.describe();
+    if (!t.empty()) res.params += (res.params.empty() ? "" : ";") + t;
+  }
+  if (spec.writers < 0 || spec.writers > 1024) throw UsageError("--writers: must be between 0 and 1024");
+  if (!(spec.populate >= 0 && spec.populate <= 1)) throw UsageError("--populate: must be between 0 and 1");
+  if (spec.warmup_s < 0) throw UsageError("--warmup: must be >= 0 seconds");
+  res.rate_target_pages_s = parse_rate_pages(spec.rate, "--rate");
+  res.bandwidth_bytes_s = parse_bandwidth(spec.bandwidth, "--bandwidth");
+  check_pattern_spec(spec.pattern);
+  const uint64_t pages = (spec.mem_bytes + kPageSize - 1) / kPageSize;
+  res.region_bytes = pages * kPageSize;
+  // A generous upper bound of the stream (precopy re-saves pages): sinks reserve it lazily.
+  const uint64_t capacity = 4096 + pages * (kPageSize + 16) * 16 + 4096;
+  SinkOptions sink_opts{spec.sink, spec.fsync, res.bandwidth_bytes_s, capacity};
+  std::unique_ptr<Sink> sink = make_sink(sink_opts);  // UsageError on a bad spec or missing directory
+
+  // ---- support: a result with a reason, never a crash ----
+  Support sup = strategy->probe();
+  if (sup.supported && tracker) {
+    Support ts = tracker->probe();
+    if (!ts.supported) sup = Support::no("tracker " + res.tracker + ": " + ts.reason);
+  }
+  if (!sup.supported) {
+    res.status = RunStatus::kUnsupported;
+    res.reason = sup.reason;
+    res.verified = "off";
+    return res;
+  }
+
+  try {
+    RegionOptions ropts{spec.mem_bytes, spec.populate, spec.thp, spec.numa_node, spec.seed};
+    Region region(ropts);
+    const bool want_image = strategy->produces_image();
+    const bool verify = spec.verify && want_image;
+    const bool keep_image = want_image && !spec.image_path.empty() && spec.sink.rfind("file:", 0) != 0;
+    if ((verify || keep_image) && !sink->readable()) sink = std::make_unique<TeeSink>(std::move(sink), capacity);
+    std::unique_ptr<Reference> reference;
+    if (verify) reference = std::make_unique<Reference>(region.bytes());
+
+    WorkloadOptions wopts{spec.writers, res.rate_target_pages_s, spec.pattern,
+                          spec.seed * 0x9e3779b97f4a7c15ull + uint64_t(spec.rep), spec.numa_node};
+    Workload workload(region, wopts);
+    workload.set_phase(Phase::kWarmup);
+    std::this_thread::sleep_for(std::chrono::duration<double>(spec.warmup_s));
+
+    HarnessControl control(workload, region, reference.get());
+    StrategyMetrics metrics;
+    SnapshotContext ctx{region, control, *sink, metrics, strategy_params, tracker_params, res.tracker};
+    workload.set_phase(Phase::kSnapshot);
+    const uint64_t t0 = now_ns();
+    std::string failure;
+    try {
+      strategy->snapshot(ctx);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    const uint64_t t1 = now_ns();
+    workload.set_phase(Phase::kAfter);
+    if (control.paused()) {
+      control.resume();
+      if (failure.empty()) failure = "strategy left the writers paused";
+    }
+    workload.stop();
+
+    if (failure.empty() && want_image && control.consistency_points() != 1)
+      failure = "strategy marked " + std::to_string(control.consistency_points()) +
+                " consistency points (expected exactly 1)";
+
+    res.completion_s = ns_to_s(t1 - t0);
+    res.downtime_s = control.downtime_s();
+    res.freeze_s = metrics.freeze_s;
+    res.passes = metrics.passes;
+    res.converged = metrics.converged;
+    res.faults = metrics.faults;
+    res.extra_rss_bytes = metrics.extra_rss_bytes;
+    res.notes = metrics.notes;
+    res.image = metrics.image;
+    const PhaseStats before = workload.stats(Phase::kWarmup);
+    const PhaseStats during = workload.stats(Phase::kSnapshot);
+    res.rate_before_pages_s = before.rate_pages();
+    res.rate_during_pages_s = during.rate_pages();
+    res.write_count = during.writes;
+    res.write_p50_us = us(during.latency.percentile(0.50));
+    res.write_p99_us = us(during.latency.percentile(0.99));
+    res.write_p999_us = us(during.latency.percentile(0.999));
+    res.write_max_us = us(during.latency.max());
+    res.write_before_p99_us = us(before.latency.percentile(0.99));
+
+    if (!failure.empty()) {
+      res.status = RunStatus::kFailed;
+      res.reason = failure;
+      res.verified = spec.verify && want_image ? "fail" : "off";
+      res.verify_detail = spec.verify && want_image ? "snapshot failed" : "";
+      return res;
+    }
+
+    uint64_t nonzero_pages = 0;
+    if (want_image && (verify || keep_image)) {
+      std::vector<uint8_t> bytes = sink->read_back();
+      if (keep_image) write_file(spec.image_path, bytes);
+      if (verify) {
+        try {
+          FlatImage flat = flatten_image(bytes);
+          VerifyResult v = verify_image(flat, reference->data(), region.pages());
+          res.verified = v.pass ? "pass" : "fail";
+          res.verify_detail = v.message;
+          if (res.image.pages_saved == 0) res.image = flat.stats;
+        } catch (const ImageError& e) {
+          res.verified = "fail";
+          res.verify_detail = e.what();
+        }
+        for (size_t i = 0; i < region.pages(); ++i) nonzero_pages += !page_is_zero(reference->data() + i * kPageSize);
+      }
+    }
+    if (!verify) nonzero_pages = region.count_nonzero_pages();  // at the end: an upper bound
+    res.nonzero_rss_bytes = nonzero_pages * kPageSize;
+    if (res.image.image_bytes == 0) res.image.image_bytes = sink->bytes_written();
+    res.image_ratio = res.nonzero_rss_bytes ? double(res.image.image_bytes) / double(res.nonzero_rss_bytes) : 0.0;
+    if (res.verified == "fail") {
+      res.status = RunStatus::kFailed;
+      res.reason = "verify failed: " + res.verify_detail;
+    }
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::exception& e) {
+    res.status = RunStatus::kFailed;
+    res.reason = e.what();
+  }
+  return res;
+}
+
+}  // namespace snap

@@ -1,0 +1,41 @@
+// `stop-copy`: the baseline. Pause the writers, save every page, resume. Downtime = the whole save.
+#include "strategies/strategy.h"
+
+namespace snap {
+
+namespace {
+
+class StopCopyStrategy final : public Strategy {
+ public:
+  std::string name() const override { return "stop-copy"; }
+  std::string help() const override { return "pause the writers, save every page, resume (downtime = whole save)"; }
+  Support probe() const override { return Support::yes(); }
+  std::vector<ParamSpec> params() const override {
+    return {{"chunk_pages", ParamSpec::Type::kInt, "256", 1, 1 << 20, "pages handed to the image writer per call"}};
+  }
+  ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
+
+  void snapshot(SnapshotContext& ctx) override {
+    Region& region = ctx.region;
+    ImageWriter writer(ctx.sink, {kPageSize, region.pages(), ConsistencyPoint::kStart, name()});
+    const size_t chunk = size_t(ctx.params.get_int("chunk_pages"));
+    ctx.control.pause();
+    // Resume on every exit path, including a throwing sink.
+    struct Resume {
+      WorkloadControl& c;
+      ~Resume() { c.resume(); }
+    } resume{ctx.control};
+    ctx.control.consistency_point();
+    for (size_t i = 0; i < region.pages(); i += chunk)
+      writer.save_pages(i, region.page(i), std::min(chunk, region.pages() - i));
+    writer.finish();
+    ctx.metrics.image = writer.stats();
+    ctx.metrics.passes = 1;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Strategy> make_stop_copy_strategy() { return std::make_unique<StopCopyStrategy>(); }
+
+}  // namespace snap
