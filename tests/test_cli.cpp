@@ -1,0 +1,68 @@
+// The CLI: bad input is a one-line error naming the flag with exit code 2; help and list work.
+#include <gtest/gtest.h>
+
+#include "tests/cli_helpers.h"
+
+using snaptest::run_snapbench;
+
+TEST(Cli, BadInputIsExitTwoNamingTheFlag) {
+  snaptest::TempDir tmp;
+  struct Case {
+    std::string args, must_mention;
+  } cases[] = {
+      {"run --strategy bogus --mem 16M", "--strategy"},
+      {"run --mem 12Q", "--mem"},
+      {"run --mem 16M --rate fast", "--rate"},
+      {"run --mem 16M --populate 1.5", "--populate"},
+      {"run --mem 16M --populate -0.1", "--populate"},
+      {"run --mem 16M --thp maybe", "--thp"},
+      {"run --mem 16M --pattern nosuch", "--pattern"},
+      {"run --mem 16M --pattern hotset:2:0.9", "--pattern"},
+      {"run --mem 16M --bandwidth lots", "--bandwidth"},
+      {"run --mem 16M --sink file:/nonexistent-dir-xyz/img", "--sink"},
+      {"run --mem 16M --sink teleport", "--sink"},
+      {"run --mem 16M --set stop-copy.nope=1", "stop-copy.nope"},
+      {"run --mem 16M --set stop-copy.chunk_pages=0", "stop-copy.chunk_pages"},
+      {"run --mem 16M --set nounit.x=1", "nounit"},
+      {"run --mem 16M --set malformed", "--set"},
+      {"run --mem 16M --tracker mprotect --strategy stop-copy", "--tracker"},
+      {"run --mem 16M --strategy precopy --tracker nosuch", "--tracker"},
+      {"run --mem 16M --numa-node 999", "--numa-node"},
+      {"run --mem 16M --reps 0", "--reps"},
+      {"run --mem 16M --out " + tmp / "no/such/dir/x.csv", "--out"},
+      {"run --no-such-flag", "no-such-flag"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_snapbench(c.args);
+    EXPECT_EQ(r.rc, 2) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.must_mention), std::string::npos) << c.args << "\n" << r.out;
+    // One line: the error, nothing else.
+    EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << "\n" << r.out;
+  }
+}
+
+TEST(Cli, HelpExplainsEveryRunFlag) {
+  auto r = run_snapbench("run --help");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  for (const char* flag : {"--strategy", "--tracker", "--mem", "--populate", "--thp", "--numa-node", "--writers", "--rate",
+                           "--pattern", "--sink", "--fsync", "--bandwidth", "--warmup", "--reps", "--seed", "--verify",
+                           "--out", "--image", "--set"})
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
+TEST(Cli, ListShowsEveryUnitWithSupport) {
+  auto r = run_snapbench("list");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (const char* name : {"none", "stop-copy", "precopy", "uffd-wp", "fork-cow", "uffd-async", "mprotect", "soft-dirty",
+                           "uniform", "hotset", "zipf", "sequential", "null", "memory", "file:PATH", "exec:COMMAND"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name;
+  EXPECT_NE(r.out.find("supported"), std::string::npos);
+  EXPECT_NE(r.out.find("--set stop-copy.chunk_pages"), std::string::npos);
+}
+
+TEST(Cli, ColumnsListsTheSchema) {
+  auto r = run_snapbench("columns");
+  ASSERT_EQ(r.rc, 0);
+  for (const char* col : {"schema_version", "image_ratio", "duplicate_pages", "downtime_s", "write_p999_us", "verified"})
+    EXPECT_NE(r.out.find(col), std::string::npos) << col;
+}

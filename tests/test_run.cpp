@@ -1,0 +1,173 @@
+// End-to-end runs through the harness: stop-copy verified under writers, the CSV and its sidecar,
+// none's baseline, and a deliberately corrupted image that verify must reject.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/image.h"
+#include "harness/csv.h"
+#include "harness/run.h"
+#include "tests/cli_helpers.h"
+
+using namespace snap;
+
+namespace {
+
+RunSpec small(const std::string& strategy) {
+  RunSpec s;
+  s.strategy = strategy;
+  s.mem_bytes = 32ull << 20;
+  s.writers = 2;
+  s.rate = "100MiB/s";
+  s.warmup_s = 0.1;
+  s.verify = true;
+  s.sink = "memory";
+  return s;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+}  // namespace
+
+TEST(Run, StopCopyVerifiesUnderWriters) {
+  struct Case {
+    std::string rate, pattern, sink;
+    double populate;
+    bool thp;
+  } cases[] = {{"100MiB/s", "uniform", "memory", 1.0, false}, {"max", "hotset:0.1:0.9", "null", 0.3, false},
+               {"20000pages/s", "zipf:0.99", "memory", 0.5, true}, {"0", "sequential", "null", 1.0, true}};
+  for (const auto& c : cases) {
+    RunSpec s = small("stop-copy");
+    s.rate = c.rate;
+    s.pattern = c.pattern;
+    s.sink = c.sink;
+    s.populate = c.populate;
+    s.thp = c.thp;
+    RunResult r = run_once(s);
+    SCOPED_TRACE(c.rate + " " + c.pattern + " " + c.sink);
+    EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+    EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+    EXPECT_EQ(r.image.pages_saved, s.mem_bytes / 4096);
+    EXPECT_EQ(r.image.duplicate_pages, 0u);
+    if (c.populate < 1.0 && c.rate == "0") EXPECT_GT(r.image.zero_pages, 0u);
+    EXPECT_GT(r.downtime_s, 0.0);
+    EXPECT_LE(r.downtime_s, r.completion_s + 1e-3);
+    if (c.rate != "0") EXPECT_GT(r.rate_before_pages_s, 0.0);
+    // Stop-copy saves each page once: the image is about the region, so about 1x non-zero RSS or more.
+    EXPECT_GT(r.image_ratio, 0.9);
+  }
+}
+
+TEST(Run, NoneMeasuresTheWorkloadAlone) {
+  RunSpec s = small("none");
+  s.params["none"]["duration_ms"] = "200";
+  RunResult r = run_once(s);
+  EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.verified, "off");
+  EXPECT_EQ(r.image.pages_saved, 0u);
+  EXPECT_GT(r.write_count, 0u);
+  EXPECT_NEAR(r.rate_during_pages_s, 100.0 * 256, 100.0 * 256 * 0.2);
+  EXPECT_GE(r.completion_s, 0.19);
+}
+
+TEST(Run, CsvRowAndSidecarFromTheCommand) {
+  snaptest::TempDir tmp;
+  const std::string csv = tmp / "x.csv";
+  auto c = snaptest::run_snapbench("run --strategy stop-copy --mem 32M --writers 2 --rate 100MiB/s --verify --warmup 0.1 "
+                                   "--reps 2 --out " + csv);
+  ASSERT_EQ(c.rc, 0) << c.out;
+  auto lines = read_lines(csv);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], csv_header());
+  auto col = [&](const std::string& line, const std::string& name) {
+    std::vector<std::string> fields;
+    std::string f;
+    for (char ch : line + ",") {
+      if (ch == ',') {
+        fields.push_back(f);
+        f.clear();
+      } else {
+        f += ch;
+      }
+    }
+    const auto& cols = csv_columns();
+    for (size_t i = 0; i < cols.size(); ++i)
+      if (cols[i].name == name) return fields.at(i);
+    return std::string("?");
+  };
+  for (int i = 1; i <= 2; ++i) {
+    EXPECT_EQ(col(lines[i], "status"), "ok");
+    EXPECT_EQ(col(lines[i], "verified"), "pass");
+    EXPECT_EQ(col(lines[i], "rep"), std::to_string(i - 1));
+    EXPECT_EQ(col(lines[i], "strategy"), "stop-copy");
+  }
+  // Appending again keeps one header.
+  c = snaptest::run_snapbench("run --strategy none --mem 16M --rate 0 --warmup 0 --set none.duration_ms=10 --out " + csv);
+  ASSERT_EQ(c.rc, 0) << c.out;
+  lines = read_lines(csv);
+  EXPECT_EQ(lines.size(), 4u);
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), csv_header()), 1);
+  std::ifstream meta(tmp / "x.meta.json");
+  ASSERT_TRUE(meta.good());
+  auto j = nlohmann::json::parse(meta);
+  for (const char* key : {"git_sha", "kernel_release", "cpu_model", "thp_enabled", "build_type", "command_line"})
+    EXPECT_TRUE(j.contains(key)) << key;
+}
+
+TEST(Run, CorruptedImageFailsVerify) {
+  snaptest::TempDir tmp;
+  const std::string img = tmp / "img", raw = tmp / "raw";
+  auto c = snaptest::run_snapbench("run --strategy stop-copy --mem 8M --writers 2 --rate 50MiB/s --warmup 0.05 --verify "
+                                   "--sink null --image " + img);
+  ASSERT_EQ(c.rc, 0) << c.out;
+  c = snaptest::run_snapbench("image info " + img);
+  ASSERT_EQ(c.rc, 0) << c.out;
+  EXPECT_NE(c.out.find("stop-copy"), std::string::npos);
+  c = snaptest::run_snapbench("image flatten " + img + " -o " + raw);
+  ASSERT_EQ(c.rc, 0) << c.out;
+  c = snaptest::run_snapbench("image verify " + img + " --reference " + raw);
+  EXPECT_EQ(c.rc, 0) << c.out;
+  EXPECT_NE(c.out.find("pass"), std::string::npos);
+
+  // One byte of one page differs from the reference: verify must say fail and name the page.
+  {
+    std::fstream f(raw, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 * 100 + 7);
+    char ch;
+    f.seekg(4096 * 100 + 7);
+    f.get(ch);
+    f.seekp(4096 * 100 + 7);
+    f.put(char(ch ^ 0x5a));
+  }
+  c = snaptest::run_snapbench("image verify " + img + " --reference " + raw);
+  EXPECT_EQ(c.rc, 1) << c.out;
+  EXPECT_NE(c.out.find("fail"), std::string::npos);
+  EXPECT_NE(c.out.find("100"), std::string::npos) << c.out;
+
+  // A byte flipped inside the image itself is caught by the reader.
+  auto bytes = read_file_bytes(img);
+  bytes[bytes.size() / 2] ^= 0x01;
+  {
+    std::ofstream f(img, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  }
+  c = snaptest::run_snapbench("image info " + img);
+  EXPECT_NE(c.rc, 0) << c.out;
+}
+
+TEST(Run, FailingSinkEndsFailedAndTheNextRunWorks) {
+  RunSpec s = small("stop-copy");
+  s.sink = "fail:100000";
+  RunResult r = run_once(s);
+  EXPECT_EQ(r.status, RunStatus::kFailed);
+  EXPECT_NE(r.reason.find("injected"), std::string::npos) << r.reason;
+  RunResult again = run_once(small("stop-copy"));
+  EXPECT_EQ(again.status, RunStatus::kOk) << again.reason;
+  EXPECT_EQ(again.verified, "pass");
+}
