@@ -11,5 +11,6 @@ namespace snap {
 void add_run_command(CLI::App& app, int& rc, const std::vector<std::string>& argv);
 void add_list_command(CLI::App& app, int& rc);
 void add_image_command(CLI::App& app, int& rc);
+void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& argv);
 
 }  // namespace snap

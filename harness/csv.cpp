@@ -84,6 +84,46 @@ std::string csv_escape(const std::string& field) {
   return out + "\"";
 }
 
+std::vector<std::string> csv_split(const std::string& line) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        fields.back() += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        fields.back() += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.emplace_back();
+    } else if (c != '\r') {
+      fields.back() += c;
+    }
+  }
+  return fields;
+}
+
+const std::vector<std::string>& case_key_columns() {
+  static const std::vector<std::string> cols = {"strategy", "tracker", "pattern", "writers", "region_bytes", "populate",
+                                                "thp", "numa_node", "rate", "sink", "bandwidth_bytes_s", "params"};
+  return cols;
+}
+
+std::string run_key(const RunResult& r, bool with_rep) {
+  std::string key;
+  for (const auto& name : case_key_columns())
+    for (const auto& c : csv_columns())
+      if (c.name == name) key += c.value(r) + "|";
+  if (with_rep) key += std::to_string(r.spec.seed) + "|" + std::to_string(r.spec.rep);
+  return key;
+}
+
 std::string csv_header() {
   std::string out;
   for (const auto& c : csv_columns()) out += (out.empty() ? "" : ",") + c.name;

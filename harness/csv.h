@@ -21,6 +21,15 @@ std::string csv_header();
 std::string csv_row(const RunResult& r);
 std::string csv_escape(const std::string& field);
 
+// Splits one CSV line as written by csv_row (RFC 4180 quoting, no embedded newlines).
+std::vector<std::string> csv_split(const std::string& line);
+
+// The columns that identify a configuration (every parameter, not seed/rep or results): compare
+// matches runs on them, the matrix's --resume and merge add seed and rep.
+const std::vector<std::string>& case_key_columns();
+// The key of a run: case_key_columns() values (plus seed and rep when with_rep), joined by '|'.
+std::string run_key(const RunResult& r, bool with_rep = true);
+
 // Appends rows to a CSV file, writing the header only when the file is new or empty, and flushing
 // every row (an interrupted matrix loses nothing finished). An existing file with another header is
 // an error (its schema differs).

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   snap::add_run_command(app, rc, args);
   snap::add_list_command(app, rc);
   snap::add_image_command(app, rc);
+  snap::add_matrix_command(app, rc, args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -110,7 +110,7 @@ std::vector<ParamSpec> params_of_unit(const std::string& unit, bool& known) {
 
 }  // namespace
 
-RunResult run_once(const RunSpec& spec) {
+RunResult resolve_spec(const RunSpec& spec) {
   RunResult res;
   res.spec = spec;
 
@@ -146,8 +146,22 @@ RunResult run_once(const RunSpec& spec) {
   res.rate_target_pages_s = parse_rate_pages(spec.rate, "--rate");
   res.bandwidth_bytes_s = parse_bandwidth(spec.bandwidth, "--bandwidth");
   check_pattern_spec(spec.pattern);
-  const uint64_t pages = (spec.mem_bytes + kPageSize - 1) / kPageSize;
-  res.region_bytes = pages * kPageSize;
+  if (spec.mem_bytes == 0) throw UsageError("--mem: the region must be at least one page");
+  res.region_bytes = (spec.mem_bytes + kPageSize - 1) / kPageSize * kPageSize;
+  return res;
+}
+
+RunResult run_once(const RunSpec& spec) {
+  RunResult res = resolve_spec(spec);
+  auto strategy = make_strategy(spec.strategy);
+  std::unique_ptr<DirtyTracker> tracker = res.tracker.empty() ? nullptr : make_tracker(res.tracker);
+  auto values_for = [&](const std::string& unit, const std::vector<ParamSpec>& specs) {
+    auto it = spec.params.find(unit);
+    return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
+  };
+  const ParamValues strategy_params = values_for(strategy->name(), strategy->params());
+  const ParamValues tracker_params = tracker ? values_for(res.tracker, tracker->params()) : ParamValues();
+  const uint64_t pages = res.region_bytes / kPageSize;
   // A generous upper bound of the stream (precopy re-saves pages): sinks reserve it lazily.
   const uint64_t capacity = 4096 + pages * (kPageSize + 16) * 16 + 4096;
   SinkOptions sink_opts{spec.sink, spec.fsync, res.bandwidth_bytes_s, capacity};

@@ -63,6 +63,10 @@ struct RunResult {
   std::string notes;                   // strategy-specific key=value;...
 };
 
+// Validates a spec and fills the parts of a result known before running (tracker, resolved
+// parameters, region size, rate and bandwidth targets); throws UsageError on bad input.
+RunResult resolve_spec(const RunSpec& spec);
+
 // Runs one snapshot. Never throws for run-time failures (they become status=failed with a reason);
 // throws UsageError for bad input (unknown strategy, bad parameter...).
 RunResult run_once(const RunSpec& spec);

@@ -1,0 +1,155 @@
+// `snapbench matrix SPEC.toml --out DIR`: runs every case × repetition of a spec, row by row into
+// DIR/results.csv (flushed), with a progress line, --resume, --shard and a clean stop on Ctrl-C.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "harness/commands.h"
+#include "harness/csv.h"
+#include "harness/matrix.h"
+#include "harness/provenance.h"
+
+namespace snap {
+
+namespace {
+
+std::atomic<int> g_interrupts{0};
+void on_interrupt(int) {
+  // First signal: finish the run in progress (its cleanup must run) and stop. Second: leave now.
+  if (g_interrupts.fetch_add(1) >= 1) _exit(130);
+}
+
+std::string fmt_duration(double s) {
+  char b[32];
+  if (s < 0) return "?";
+  int m = int(s) / 60;
+  if (m)
+    std::snprintf(b, sizeof b, "%dm%02ds", m, int(s) % 60);
+  else
+    std::snprintf(b, sizeof b, "%.0fs", s);
+  return b;
+}
+
+// Keys (case columns + seed + rep) of the rows already in a results CSV whose status is final.
+std::set<std::string> finished_runs(const std::string& csv) {
+  std::set<std::string> done;
+  std::ifstream in(csv);
+  std::string header;
+  if (!std::getline(in, header)) return done;
+  if (header != csv_header())
+    throw UsageError("--resume: " + csv + " has other columns (another schema_version); use a new --out");
+  auto cols = csv_split(header);
+  auto index_of = [&](const std::string& name) {
+    for (size_t i = 0; i < cols.size(); ++i)
+      if (cols[i] == name) return i;
+    throw UsageError("--resume: " + csv + " lacks column " + name);
+  };
+  std::vector<size_t> key_idx;
+  for (const auto& c : case_key_columns()) key_idx.push_back(index_of(c));
+  size_t seed = index_of("seed"), rep = index_of("rep"), status = index_of("status");
+  for (std::string line; std::getline(in, line);) {
+    auto f = csv_split(line);
+    if (f.size() != cols.size() || f[status] == "failed") continue;  // failed runs are run again
+    std::string key;
+    for (size_t i : key_idx) key += f[i] + "|";
+    done.insert(key + f[seed] + "|" + f[rep]);
+  }
+  return done;
+}
+
+}  // namespace
+
+void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& argv) {
+  auto* cmd = app.add_subcommand("matrix", "run every case of a TOML matrix spec into DIR/results.csv and DIR/meta.json");
+  struct Opts {
+    std::string spec, out, shard = "1/1";
+    bool resume = false, dry_run = false, quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("SPEC", o->spec, "matrix spec (TOML), e.g. configs/demo.toml")->required();
+  cmd->add_option("--out", o->out, "output directory (created); results.csv and meta.json go there")->required();
+  cmd->add_flag("--resume", o->resume, "skip runs already in DIR/results.csv (failed ones are run again)");
+  cmd->add_option("--shard", o->shard, "run only shard i of N (1-based), e.g. 2/4; join shards with `snapbench merge`")
+      ->capture_default_str();
+  cmd->add_flag("--dry-run", o->dry_run, "list the runs and exit");
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress line even on a terminal");
+  cmd->callback([o, &rc, argv]() {
+    Matrix m = load_matrix(o->spec);
+    int shard_i, shard_n;
+    parse_shard(o->shard, shard_i, shard_n);
+    std::vector<MatrixCase> cases = shard_cases(m.cases, shard_i, shard_n);
+    for (const auto& s : m.skipped) std::fprintf(stderr, "snapbench matrix: %s\n", s.c_str());
+    const size_t total = cases.size() * size_t(m.reps);
+    if (o->dry_run) {
+      std::printf("%s: %zu cases x %d reps = %zu runs (shard %d/%d)\n", m.name.c_str(), cases.size(), m.reps, total,
+                  shard_i, shard_n);
+      for (const auto& c : cases) std::printf("  %s\n", c.label.c_str());
+      rc = 0;
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(o->out, ec);
+    if (ec) throw UsageError("--out: cannot create " + o->out + ": " + ec.message());
+    const std::string csv_path = o->out + "/results.csv";
+    std::set<std::string> done;
+    if (o->resume) {
+      done = finished_runs(csv_path);
+    } else if (std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0) {
+      throw UsageError("--out: " + csv_path + " exists; pass --resume to continue it or choose another directory");
+    }
+    CsvAppender csv(csv_path);
+    nlohmann::json meta = provenance(argv);
+    meta["matrix"] = {{"spec", o->spec}, {"name", m.name}, {"cases", m.cases.size()}, {"reps", m.reps},
+                      {"shard", o->shard}, {"skipped", m.skipped}};
+    write_json(o->out + "/meta.json", meta);
+
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    const bool progress = !o->quiet && isatty(STDERR_FILENO);
+    const auto t0 = std::chrono::steady_clock::now();
+    size_t i = 0, ran = 0, failed = 0, skipped = 0;
+    for (int rep = 0; rep < m.reps && !g_interrupts; ++rep) {
+      for (size_t k : shuffled_order(cases.size(), m.shuffle_seed, rep)) {
+        if (g_interrupts) break;
+        ++i;
+        RunSpec spec = cases[k].spec;
+        spec.rep = rep;
+        if (o->resume && done.count(run_key(resolve_spec(spec)))) {
+          ++skipped;
+          continue;
+        }
+        double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double eta = ran ? elapsed / double(ran) * double(total - i + 1) : -1;
+        if (progress)
+          std::fprintf(stderr, "\r\033[K[%zu/%zu] rep %d %s  elapsed %s ETA %s", i, total, rep + 1,
+                       cases[k].label.c_str(), fmt_duration(elapsed).c_str(), fmt_duration(eta).c_str());
+        RunResult r = run_once(spec);
+        csv.append(r);
+        ++ran;
+        if (r.status == RunStatus::kFailed) {
+          ++failed;
+          std::fprintf(stderr, "%srun failed: %s: %s\n", progress ? "\n" : "", cases[k].label.c_str(), r.reason.c_str());
+        }
+      }
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress) std::fprintf(stderr, "\r\033[K");
+    std::fprintf(stderr, "snapbench matrix: %zu runs done, %zu skipped (resume), %zu failed, in %s%s -> %s\n", ran,
+                 skipped, failed, fmt_duration(elapsed).c_str(), g_interrupts ? " (interrupted)" : "",
+                 csv_path.c_str());
+    rc = g_interrupts ? 130 : (failed ? 1 : 0);
+  });
+}
+
+}  // namespace snap

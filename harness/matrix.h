@@ -1,0 +1,44 @@
+// Matrix specs (TOML): axes and fixed values expanded into runs, with sharding and run keys.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "harness/run.h"
+
+namespace snap {
+
+// One configuration of the matrix (all its repetitions share it).
+struct MatrixCase {
+  RunSpec spec;      // rep = 0
+  std::string label; // short, for progress lines: "precopy/uffd-async rate=100MiB/s ..."
+};
+
+struct Matrix {
+  std::string name;
+  int reps = 1;
+  uint64_t shuffle_seed = 1;
+  std::vector<MatrixCase> cases;    // after skipping senseless combinations, de-duplicated
+  std::vector<std::string> skipped; // one line per kind of skipped combination, with a count
+};
+
+// Parses a spec file (throws UsageError naming the file and the key on any problem). Format:
+//   name = "demo"            reps = 2             shuffle_seed = 7
+//   [fixed]  key = scalar ...                      (one value for every run)
+//   [axes]   key = [values ...]                    (the cross product is taken)
+// Keys: strategy tracker pattern writers mem populate rate bandwidth thp sink fsync warmup seed
+// verify numa_node, and "UNIT.PARAM" for a strategy or tracker parameter.
+Matrix load_matrix(const std::string& path);
+Matrix parse_matrix(const std::string& toml_text, const std::string& origin);
+
+// The runs of shard `index` (1-based) of `count`: cases are dealt round-robin in spec order, so the
+// shards partition the matrix exactly and every repetition of a case lands in the same shard.
+std::vector<MatrixCase> shard_cases(const std::vector<MatrixCase>& cases, int index, int count);
+
+// Run order for one repetition: a deterministic shuffle (the machine drifts; do not run a strategy's
+// cases back to back).
+std::vector<size_t> shuffled_order(size_t n, uint64_t seed, int rep);
+
+// Parses "i/N" for --shard; throws UsageError.
+void parse_shard(const std::string& text, int& index, int& count);
+
+}  // namespace snap

@@ -1,0 +1,125 @@
+// Matrix specs: expansion, folding of senseless combinations, shards that partition the matrix,
+// shuffled order, errors, and --resume through the CLI.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "harness/csv.h"
+#include "harness/matrix.h"
+#include "tests/cli_helpers.h"
+
+using namespace snap;
+
+namespace {
+
+const char* kSpec = R"(
+name = "t"
+reps = 2
+[fixed]
+mem = "8M"
+writers = 1
+warmup = 0
+"none.duration_ms" = 10
+[axes]
+strategy = ["none", "stop-copy", "precopy"]
+tracker = ["uffd-async", "mprotect"]
+rate = ["0", "10MiB/s"]
+"stop-copy.chunk_pages" = [16, 64]
+)";
+
+}  // namespace
+
+TEST(Matrix, ExpandsAndFoldsWhatDoesNotApply) {
+  Matrix m = parse_matrix(kSpec, "spec");
+  // none: 1 tracker-less x 2 rates; stop-copy: 2 rates x 2 chunk sizes; precopy: 2 trackers x 2 rates.
+  EXPECT_EQ(m.cases.size(), 2u + 4u + 4u);
+  EXPECT_EQ(m.reps, 2);
+  EXPECT_FALSE(m.skipped.empty());
+  for (const auto& c : m.cases) {
+    if (c.spec.strategy != "precopy") EXPECT_TRUE(c.spec.tracker.empty()) << c.label;
+    if (c.spec.strategy != "stop-copy") EXPECT_EQ(c.spec.params.count("stop-copy"), 0u) << c.label;
+    EXPECT_EQ(c.spec.mem_bytes, 8u << 20);
+  }
+}
+
+TEST(Matrix, ShardsPartitionTheMatrixExactly) {
+  Matrix m = parse_matrix(kSpec, "spec");
+  for (int n : {1, 2, 3, 4, 7, 20}) {
+    size_t total = 0;
+    std::multiset<std::string> all;
+    for (int i = 1; i <= n; ++i) {
+      auto part = shard_cases(m.cases, i, n);
+      total += part.size();
+      for (const auto& c : part) all.insert(c.label);
+    }
+    EXPECT_EQ(total, m.cases.size()) << n;
+    std::set<std::string> unique(all.begin(), all.end());
+    EXPECT_EQ(unique.size(), m.cases.size()) << n;  // no case in two shards
+  }
+}
+
+TEST(Matrix, ShuffleIsAPermutationAndDeterministic) {
+  auto a = shuffled_order(50, 3, 0), b = shuffled_order(50, 3, 0), c = shuffled_order(50, 3, 1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  std::set<size_t> s(a.begin(), a.end());
+  EXPECT_EQ(s.size(), 50u);
+}
+
+TEST(Matrix, BadSpecsNameTheKey) {
+  struct Case {
+    std::string text, mention;
+  } cases[] = {{"[axes]\nstrategy = [\"bogus\"]\n", "--strategy"},
+               {"[fixed]\nmem = \"lots\"\n", "fixed.mem"},
+               {"[fixed]\ncolour = \"red\"\n", "fixed.colour"},
+               {"[fixed]\nrate = [\"0\"]\n", "[axes]"},
+               {"reps = 0\n", "reps"},
+               {"[axes\n", "TOML"},
+               {"[axes]\n\"uffd-wp.nope\" = [1]\n", "uffd-wp.nope"},
+               {"oops = 1\n", "oops"}};
+  for (const auto& c : cases) {
+    try {
+      parse_matrix(c.text, "spec.toml");
+      ADD_FAILURE() << "accepted: " << c.text;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.mention), std::string::npos) << e.what();
+    }
+  }
+  int i, n;
+  EXPECT_THROW(parse_shard("0/2", i, n), UsageError);
+  EXPECT_THROW(parse_shard("3/2", i, n), UsageError);
+  EXPECT_THROW(parse_shard("x", i, n), UsageError);
+  parse_shard("2/3", i, n);
+  EXPECT_EQ(i, 2);
+  EXPECT_EQ(n, 3);
+}
+
+TEST(Matrix, RunsResumesAndRefusesToOverwrite) {
+  snaptest::TempDir tmp;
+  const std::string spec = tmp / "m.toml";
+  std::ofstream(spec) << "name = \"small\"\nreps = 2\n[fixed]\nmem = \"4M\"\nwriters = 1\nwarmup = 0\nverify = true\n"
+                         "\"none.duration_ms\" = 5\n[axes]\nstrategy = [\"none\", \"stop-copy\"]\nrate = [\"0\", \"5MiB/s\"]\n";
+  const std::string out = tmp / "out";
+  auto count_rows = [&] {
+    std::ifstream in(out + "/results.csv");
+    size_t n = 0;
+    for (std::string l; std::getline(in, l);) ++n;
+    return n == 0 ? 0 : n - 1;
+  };
+  // Shard 1 of 2, then resume the whole matrix: only the missing runs are added.
+  auto c = snaptest::run_snapbench("matrix " + spec + " --out " + out + " --shard 1/2");
+  ASSERT_EQ(c.rc, 0) << c.out;
+  EXPECT_EQ(count_rows(), 4u);
+  c = snaptest::run_snapbench("matrix " + spec + " --out " + out);
+  EXPECT_EQ(c.rc, 2) << c.out;  // exists, no --resume
+  c = snaptest::run_snapbench("matrix " + spec + " --out " + out + " --resume");
+  ASSERT_EQ(c.rc, 0) << c.out;
+  EXPECT_EQ(count_rows(), 8u);
+  EXPECT_NE(c.out.find("4 skipped"), std::string::npos) << c.out;
+  c = snaptest::run_snapbench("matrix " + spec + " --out " + out + " --resume");
+  ASSERT_EQ(c.rc, 0) << c.out;
+  EXPECT_EQ(count_rows(), 8u);
+  EXPECT_TRUE(std::ifstream(out + "/meta.json").good());
+}
