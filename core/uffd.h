@@ -51,6 +51,7 @@ class PagemapScanner {
   PagemapScanner& operator=(const PagemapScanner&) = delete;
   void collect_written(const void* base, const void* start, const void* end, bool rearm,
                        std::vector<uint64_t>& out);
+  size_t buffer_bytes() const { return vec_.size(); }  // the reused page_region buffer
 
  private:
   int fd_ = -1;

@@ -31,6 +31,11 @@ class DirtyTracker {
   virtual void stop() = 0;
   // Write faults the tracker took (0 where it cannot tell).
   virtual uint64_t faults() const { return 0; }
+  // True when collect() cannot re-arm atomically against concurrent writers (soft-dirty: read the
+  // pagemap, then clear_refs), so the caller must pause the writers around each collect().
+  virtual bool collect_needs_pause() const { return false; }
+  // Memory the tracker allocated for its bookkeeping (bitmaps, read buffers), for extra_rss_bytes.
+  virtual uint64_t memory_bytes() const { return 0; }
 };
 
 struct TrackerEntry {
