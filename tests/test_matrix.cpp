@@ -38,8 +38,12 @@ TEST(Matrix, ExpandsAndFoldsWhatDoesNotApply) {
   EXPECT_EQ(m.reps, 2);
   EXPECT_FALSE(m.skipped.empty());
   for (const auto& c : m.cases) {
-    if (c.spec.strategy != "precopy") EXPECT_TRUE(c.spec.tracker.empty()) << c.label;
-    if (c.spec.strategy != "stop-copy") EXPECT_EQ(c.spec.params.count("stop-copy"), 0u) << c.label;
+    if (c.spec.strategy != "precopy") {
+      EXPECT_TRUE(c.spec.tracker.empty()) << c.label;
+    }
+    if (c.spec.strategy != "stop-copy") {
+      EXPECT_EQ(c.spec.params.count("stop-copy"), 0u) << c.label;
+    }
     EXPECT_EQ(c.spec.mem_bytes, 8u << 20);
   }
 }

@@ -55,10 +55,14 @@ TEST(Run, StopCopyVerifiesUnderWriters) {
     EXPECT_EQ(r.verified, "pass") << r.verify_detail;
     EXPECT_EQ(r.image.pages_saved, s.mem_bytes / 4096);
     EXPECT_EQ(r.image.duplicate_pages, 0u);
-    if (c.populate < 1.0 && c.rate == "0") EXPECT_GT(r.image.zero_pages, 0u);
+    if (c.populate < 1.0 && c.rate == "0") {
+      EXPECT_GT(r.image.zero_pages, 0u);
+    }
     EXPECT_GT(r.downtime_s, 0.0);
     EXPECT_LE(r.downtime_s, r.completion_s + 1e-3);
-    if (c.rate != "0") EXPECT_GT(r.rate_before_pages_s, 0.0);
+    if (c.rate != "0") {
+      EXPECT_GT(r.rate_before_pages_s, 0.0);
+    }
     // Stop-copy saves each page once: the image is about the region, so about 1x non-zero RSS or more.
     EXPECT_GT(r.image_ratio, 0.9);
   }
