@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Tests of plot.py on the committed fixture and on edge cases cut from it (plain unittest).
+
+Run with the interpreter that has matplotlib: `$(analysis/find_python.sh) analysis/test_plot.py`.
+"""
+import csv
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLOT = os.path.join(HERE, "plot.py")
+FIXTURE = os.path.join(HERE, "fixtures", "results.csv")
+CSV_CPP = os.path.join(HERE, "..", "harness", "csv.cpp")
+FIGURES = ["image_ratio", "completion", "duplicate_pages", "write_p99", "latency_quantiles", "downtime",
+           "extra_rss"]
+MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-"}
+
+
+def read_fixture():
+    with open(FIXTURE, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def label(row):
+    return row["strategy"] + ("/" + row["tracker"] if row["tracker"] else "")
+
+
+def run_plot(*args):
+    return subprocess.run([sys.executable, PLOT, *args], capture_output=True, text=True, timeout=300)
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def summary_rows(summary_text, rate_heading):
+    """{label: [cells]} of the summary table under `### target write rate <rate_heading>`."""
+    after = summary_text.split(f"### target write rate {rate_heading}\n", 1)[1].lstrip("\n")
+    out = {}
+    for line in after.splitlines():
+        if not line.startswith("|"):
+            break  # the table ends at the first line that is not a row
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not cells[0].startswith("---") and cells[0] != "strategy/tracker":
+            out[cells[0]] = cells
+    return out
+
+
+class FixtureTest(unittest.TestCase):
+    """plot.py on the full fixture: every figure, and a summary that matches the data."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="snapbench-plot-")
+        cls.out = os.path.join(cls.tmp.name, "figs")
+        cls.result = run_plot(FIXTURE, "--out", cls.out)
+        cls.header, cls.rows = read_fixture()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_exits_zero(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+
+    def test_every_figure_written_as_png_and_pdf(self):
+        printed = set(self.result.stdout.split())
+        for name in FIGURES:
+            for ext, magic in MAGIC.items():
+                with self.subTest(figure=name, ext=ext):
+                    path = os.path.join(self.out, f"{name}.{ext}")
+                    self.assertTrue(os.path.isfile(path), path)
+                    self.assertGreater(os.path.getsize(path), 1000, path)
+                    with open(path, "rb") as f:
+                        self.assertEqual(f.read(len(magic)), magic, path)
+                    self.assertIn(path, printed, "plot.py should print the files it wrote")
+
+    def test_summary_has_a_row_per_strategy_at_every_rate(self):
+        with open(os.path.join(self.out, "summary.md")) as f:
+            text = f.read()
+        ok = [r for r in self.rows if r["status"] == "ok"]
+        labels = {label(r) for r in ok}
+        self.assertEqual(len(labels), 6)  # none, stop-copy, 2 precopy trackers, uffd-wp, fork-cow
+        for rate in sorted({float(r["rate_target_pages_s"]) for r in ok}):
+            heading = f"{rate * 4096 / (1 << 20):g} MiB/s"
+            with self.subTest(rate=heading):
+                table = summary_rows(text, heading)
+                self.assertEqual(set(table), labels)
+
+    def test_summary_medians_match_the_data(self):
+        with open(os.path.join(self.out, "summary.md")) as f:
+            table = summary_rows(f.read(), "256 MiB/s")
+        for lab, column, index, scale in [("fork-cow", "extra_rss_bytes", 7, 1 / (1 << 20)),
+                                          ("precopy/mprotect", "image_ratio", 2, 1.0),
+                                          ("uffd-wp", "write_p99_us", 6, 1.0)]:
+            with self.subTest(strategy=lab, column=column):
+                values = [float(r[column]) * scale for r in self.rows
+                          if r["status"] == "ok" and label(r) == lab and r["rate"] == "256MiB/s"]
+                shown = float(table[lab][index].split()[0])
+                self.assertAlmostEqual(shown, statistics.median(values), delta=abs(statistics.median(values)) * 1e-3)
+        self.assertEqual(table["precopy/mprotect"][8], "2/0/0")  # verified pass/fail/off
+        self.assertIn("†", table["precopy/mprotect"][2])       # did not converge at 256 MiB/s
+        self.assertEqual(table["none"][2], "–")                # takes no snapshot
+
+    def test_summary_counts_rows_not_plotted(self):
+        with open(os.path.join(self.out, "summary.md")) as f:
+            text = f.read()
+        self.assertIn("1 unsupported", text)
+        self.assertRegex(text, r"\| unsupported \| precopy/soft-dirty \| 64MiB/s \| 1 \| soft-dirty: ")
+
+
+class FixtureSchemaTest(unittest.TestCase):
+    def test_fixture_header_is_the_real_csv_header(self):
+        if not os.path.isfile(CSV_CPP):
+            self.skipTest("harness/csv.cpp not found beside analysis/")
+        with open(CSV_CPP) as f:
+            source = f.read()
+        body = source.split("csv_columns()", 1)[1].split("return cols;", 1)[0]
+        columns = re.findall(r'^\s*\{"([a-z_0-9]+)",', body, flags=re.M)
+        header, _ = read_fixture()
+        self.assertEqual(header, columns, "schema changed: update COLUMNS in make_fixture.py and rerun it")
+
+    def test_generator_reproduces_the_fixture(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "results.csv")
+            subprocess.run([sys.executable, os.path.join(HERE, "make_fixture.py"), out], check=True,
+                           capture_output=True, timeout=60)
+            with open(out) as a, open(FIXTURE) as b:
+                self.assertEqual(a.read(), b.read(), "fixture is stale: rerun analysis/make_fixture.py")
+
+
+class EdgeCaseTest(unittest.TestCase):
+    """Subsets of the fixture: partial strategies, one rate, several workloads, nothing to plot."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="snapbench-plot-edge-")
+        self.header, self.rows = read_fixture()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def test_some_strategies_at_a_single_rate(self):
+        rows = [r for r in self.rows if r["rate"] == "64MiB/s" and r["strategy"] in ("uffd-wp", "fork-cow")]
+        write_csv(self.path("some.csv"), self.header, rows)
+        res = run_plot(self.path("some.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        for name in FIGURES:
+            self.assertGreater(os.path.getsize(self.path(f"out/{name}.png")), 1000, name)
+        with open(self.path("out/summary.md")) as f:
+            self.assertEqual(set(summary_rows(f.read(), "64 MiB/s")), {"uffd-wp", "fork-cow"})
+
+    def test_two_workloads_get_separate_figures(self):
+        base = [r for r in self.rows if r["strategy"] == "uffd-wp" and r["rate"] == "16MiB/s"]
+        big = [dict(r, region_bytes=str(1 << 30)) for r in base]
+        write_csv(self.path("a.csv"), self.header, base)
+        write_csv(self.path("b.csv"), self.header, big)
+        res = run_plot(self.path("a.csv"), self.path("b.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        for suffix in ("region-256MiB", "region-1GiB"):
+            for name in FIGURES:
+                self.assertTrue(os.path.isfile(self.path(f"out/{name}_{suffix}.pdf")), f"{name}_{suffix}")
+        with open(self.path("out/summary.md")) as f:
+            text = f.read()
+        self.assertIn("## 256 MiB region", text)
+        self.assertIn("## 1 GiB region", text)
+
+    def test_max_rate_and_chosen_cdf_rate(self):
+        rows = [dict(r, rate="max", rate_target_pages_s="-1") for r in self.rows
+                if r["status"] == "ok" and r["rate"] == "256MiB/s"]
+        write_csv(self.path("max.csv"), self.header, rows + [r for r in self.rows if r["rate"] == "16MiB/s"])
+        res = run_plot(self.path("max.csv"), "--out", self.path("out"), "--rate-for-cdf", "max")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        with open(self.path("out/summary.md")) as f:
+            self.assertIn("### target write rate max", f.read())
+
+    def test_unknown_cdf_rate_is_an_error(self):
+        res = run_plot(FIXTURE, "--out", self.path("out"), "--rate-for-cdf", "17")
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("--rate-for-cdf 17", res.stderr)
+
+    def test_nothing_ok_is_a_clear_error(self):
+        write_csv(self.path("bad.csv"), self.header, [r for r in self.rows if r["status"] != "ok"])
+        res = run_plot(self.path("bad.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("no row with status=ok", res.stderr)
+        self.assertIn("1 unsupported", res.stderr)
+        self.assertFalse(os.path.exists(self.path("out")))
+
+    def test_other_csv_is_rejected(self):
+        with open(self.path("other.csv"), "w") as f:
+            f.write("a,b\n1,2\n")
+        res = run_plot(self.path("other.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("not a snapbench results CSV", res.stderr)
+
+    def test_missing_file_is_an_error(self):
+        res = run_plot(self.path("missing.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("cannot open", res.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,51 @@
+// Runs the plotting scripts' tests (analysis/test_plot.py) under the python3 that has matplotlib.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Shell {
+  int rc = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Shell shell(const std::string& command) {
+  Shell s;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return s;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) s.out.append(buf.data(), n);
+  int st = pclose(p);
+  s.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return s;
+}
+
+// Single-quoted for sh (our paths hold no single quote).
+std::string sh_quoted(const std::string& text) { return "'" + text + "'"; }
+
+// The scripts live in the source tree, not the build tree: CMake compiles this file by its absolute
+// path, so __FILE__ is <source>/tests/test_plot.cpp.
+fs::path source_dir() { return fs::path(__FILE__).parent_path().parent_path(); }
+
+TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
+  const fs::path analysis = source_dir() / "analysis";
+  ASSERT_TRUE(fs::exists(analysis / "find_python.sh")) << "no find_python.sh under " << analysis
+                                                       << " (is __FILE__ an absolute source path?)";
+  Shell finder = shell("bash " + sh_quoted(analysis / "find_python.sh"));
+  if (finder.rc != 0) GTEST_SKIP() << "no python3 can import matplotlib: " << finder.out;
+  std::string python = finder.out.substr(0, finder.out.find('\n'));
+  ASSERT_TRUE(fs::exists(python)) << "find_python.sh printed '" << finder.out << "'";
+
+  Shell test = shell(sh_quoted(python) + " " + sh_quoted(analysis / "test_plot.py"));
+  EXPECT_EQ(test.rc, 0) << python << " analysis/test_plot.py failed:\n" << test.out;
+}
+
+}  // namespace
