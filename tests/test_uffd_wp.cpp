@@ -1,0 +1,466 @@
+// Tests of the uffd-wp strategy: snapshots under in-test writers checked page by page, faults served
+// while the sink is blocked, clean-up after a failing sink (pagemap uffd-wp bits, writable pages), and
+// end-to-end runs through the harness over patterns, rates, population and THP.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/image.h"
+#include "core/linux_compat.h"
+#include "core/region.h"
+#include "core/sink.h"
+#include "core/uffd.h"
+#include "harness/run.h"
+#include "strategies/strategy.h"
+
+using namespace snap;
+
+namespace {
+
+constexpr uint64_t kPagemapUffdWp = 1ull << 57;
+
+bool uffd_wp_supported(std::string* why) {
+  Support s = make_strategy("uffd-wp")->probe();
+  if (!s.supported && why) *why = s.reason;
+  return s.supported;
+}
+
+#define SKIP_WITHOUT_UFFD_WP()                                      \
+  do {                                                              \
+    std::string why;                                                \
+    if (!uffd_wp_supported(&why)) GTEST_SKIP() << "uffd-wp: " << why; \
+  } while (0)
+
+// Pages of [base, base + pages) whose pagemap entry has the uffd-wp bit (57) set.
+size_t pages_still_write_protected(const uint8_t* base, size_t pages) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
+  std::vector<uint64_t> entries(pages);
+  const off_t offset = off_t(reinterpret_cast<uintptr_t>(base) / kPageSize * sizeof(uint64_t));
+  const ssize_t want = ssize_t(pages * sizeof(uint64_t));
+  const ssize_t got = pread(fd, entries.data(), size_t(want), offset);
+  close(fd);
+  if (got != want) throw std::runtime_error("short read of /proc/self/pagemap");
+  size_t n = 0;
+  for (uint64_t e : entries) n += (e & kPagemapUffdWp) != 0;
+  return n;
+}
+
+// Writes one byte to every page from a helper thread; false if that does not finish in time (a page
+// still protected with nobody to service the fault would block the thread for good).
+bool every_page_writable_within(Region& region, std::chrono::milliseconds limit) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  std::thread([&region, done] {
+    for (size_t i = 0; i < region.pages(); ++i) {
+      volatile uint8_t* p = region.page(i) + kPageSize - 1;
+      *p = uint8_t(*p + 1);
+    }
+    done->set_value();
+  }).detach();
+  return finished.wait_for(limit) == std::future_status::ready;
+}
+
+// A sink that keeps the stream in a vector; optionally runs `on_first_write` (once) before taking
+// the first bytes, which lets a test act while the saver is stuck inside the sink.
+class VectorSink final : public Sink {
+ public:
+  std::function<void()> on_first_write;
+  void write(const void* data, size_t len) override {
+    if (on_first_write) {
+      auto hook = std::move(on_first_write);
+      on_first_write = nullptr;
+      hook();
+    }
+    const auto* p = static_cast<const uint8_t*>(data);
+    bytes_.insert(bytes_.end(), p, p + len);
+  }
+  void finish() override {}
+  uint64_t bytes_written() const override { return bytes_.size(); }
+  std::string kind() const override { return "memory"; }
+  bool readable() const override { return true; }
+  std::vector<uint8_t> read_back() const override { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+// Paced writer threads of the test's own, and the WorkloadControl the strategy sees: pause parks
+// them, the consistency point copies the region as the reference the image must match.
+class TestWriters final : public WorkloadControl {
+ public:
+  TestWriters(Region& region, int writers, std::chrono::microseconds interval)
+      : region_(region), reference_(region.bytes()) {
+    for (int w = 0; w < writers; ++w) threads_.emplace_back([this, w, interval] { run(w, interval); });
+  }
+  ~TestWriters() override { stop(); }
+
+  void pause() override {
+    pause_.store(true);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (parked_.load() != int(threads_.size())) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        pause_.store(false);
+        throw std::runtime_error("test writers did not park");
+      }
+      std::this_thread::yield();
+    }
+    paused_ = true;
+  }
+  void resume() override {
+    pause_.store(false);
+    paused_ = false;
+  }
+  void consistency_point() override {
+    ++consistency_points_;
+    std::memcpy(reference_.data(), region_.base(), region_.bytes());
+  }
+  void stop() {
+    stop_.store(true);
+    pause_.store(false);
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+  bool paused() const { return paused_; }
+  int consistency_points() const { return consistency_points_; }
+  uint64_t writes() const { return writes_.load(); }
+  const uint8_t* reference() const { return reference_.data(); }
+
+ private:
+  void run(int w, std::chrono::microseconds interval) {
+    uint64_t x = 0x9e3779b97f4a7c15ull * uint64_t(w + 1);
+    while (!stop_.load(std::memory_order_relaxed)) {
+      if (pause_.load()) {
+        parked_.fetch_add(1);
+        while (pause_.load() && !stop_.load()) std::this_thread::yield();
+        parked_.fetch_sub(1);
+        continue;
+      }
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      const size_t page = size_t(x % region_.pages());
+      const uint64_t n = writes_.fetch_add(1) + 1;
+      std::memcpy(region_.page(page) + (n % 255) * 16, &n, sizeof n);
+      if (interval.count()) std::this_thread::sleep_for(interval);
+    }
+  }
+
+  Region& region_;
+  std::vector<uint8_t> reference_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false}, pause_{false};
+  std::atomic<int> parked_{0};
+  std::atomic<uint64_t> writes_{0};
+  bool paused_ = false;
+  int consistency_points_ = 0;
+};
+
+struct DirectRun {
+  StrategyMetrics metrics;
+  std::string error;  // what snapshot() threw, empty if it returned
+};
+
+// Runs the strategy directly (no harness) with the given parameters.
+DirectRun snapshot_directly(Region& region, WorkloadControl& control, Sink& sink,
+                            const std::map<std::string, std::string>& raw) {
+  auto strategy = make_strategy("uffd-wp");
+  ParamValues values("uffd-wp", strategy->params(), raw);
+  ParamValues none;
+  DirectRun out;
+  SnapshotContext ctx{region, control, sink, out.metrics, values, none, ""};
+  try {
+    strategy->snapshot(ctx);
+  } catch (const std::exception& e) {
+    out.error = e.what();
+  }
+  return out;
+}
+
+bool note_has(const std::string& notes, const std::string& key_value) {
+  return (";" + notes + ";").find(";" + key_value + ";") != std::string::npos;
+}
+
+const char* const kFaultWaits[] = {"spin", "poll", "read"};
+
+}  // namespace
+
+TEST(UffdWp, ProbeFollowsTheKernelFeatures) {
+  const UffdFeatures& f = uffd_features();
+  Support s = make_strategy("uffd-wp")->probe();
+  EXPECT_EQ(s.supported, f.available && f.has(UFFD_FEATURE_PAGEFAULT_FLAG_WP)) << s.reason;
+  if (!s.supported) {
+    EXPECT_FALSE(s.reason.empty());
+  }
+  EXPECT_EQ(make_strategy("uffd-wp")->consistency(), ConsistencyPoint::kStart);
+}
+
+// The image equals the region at the consistency point, page for page, whatever the fault thread's
+// wait mode, THP, population, staging and chunk size; nothing stays protected afterwards.
+TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
+  SKIP_WITHOUT_UFFD_WP();
+  struct Case {
+    const char* fault_wait;
+    bool thp;
+    double populate;
+    const char* chunk_pages;
+    const char* staging;
+    const char* wp_unpopulated;
+  } cases[] = {
+      {"spin", false, 1.0, "64", "true", "true"},  {"poll", false, 0.3, "512", "true", "true"},
+      {"read", true, 1.0, "512", "false", "true"}, {"spin", true, 0.3, "1", "true", "true"},
+      {"poll", true, 1.0, "7", "false", "true"},   {"read", false, 0.0, "4096", "true", "true"},
+      {"poll", false, 0.3, "64", "true", "false"}, {"spin", true, 0.3, "512", "false", "false"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.fault_wait) + " thp=" + std::to_string(c.thp) + " populate=" +
+                 std::to_string(c.populate) + " chunk=" + c.chunk_pages + " staging=" + c.staging +
+                 " wp_unpopulated=" + c.wp_unpopulated);
+    Region region(RegionOptions{16ull << 20, c.populate, c.thp, -1, 7});
+    TestWriters writers(region, 2, std::chrono::microseconds(5));
+    VectorSink sink;
+    DirectRun run = snapshot_directly(region, writers, sink,
+                                      {{"fault_wait", c.fault_wait},
+                                       {"chunk_pages", c.chunk_pages},
+                                       {"staging", c.staging},
+                                       {"wp_unpopulated", c.wp_unpopulated}});
+    const uint64_t writes_after = writers.writes();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_GT(writers.writes(), writes_after) << "writers should keep running after the snapshot";
+    writers.stop();
+    ASSERT_EQ(run.error, "");
+    EXPECT_EQ(writers.consistency_points(), 1);
+    EXPECT_FALSE(writers.paused());
+
+    FlatImage flat = flatten_image(sink.read_back());
+    EXPECT_EQ(flat.header.strategy, "uffd-wp");
+    EXPECT_EQ(flat.header.consistency, ConsistencyPoint::kStart);
+    VerifyResult v = verify_image(flat, writers.reference(), region.pages());
+    EXPECT_TRUE(v.pass) << v.message;
+    EXPECT_EQ(run.metrics.image.pages_saved, region.pages());
+    EXPECT_EQ(run.metrics.image.unique_pages, region.pages());
+    EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
+    EXPECT_EQ(run.metrics.passes, 1u);
+    EXPECT_GT(run.metrics.extra_rss_bytes, 0u);
+    const bool markers = std::string(c.wp_unpopulated) == "true" && uffd_features().has(UFFD_FEATURE_WP_UNPOPULATED);
+    EXPECT_TRUE(note_has(run.metrics.notes, markers ? "wp_unpopulated=1" : "wp_unpopulated=0")) << run.metrics.notes;
+    EXPECT_EQ(pages_still_write_protected(region.base(), region.pages()), 0u);
+    EXPECT_TRUE(every_page_writable_within(region, std::chrono::seconds(5)));
+  }
+}
+
+// While the saver is stuck in the sink, writes to pages it has not reached must still complete:
+// the fault thread copies them aside without touching the sink. The image keeps their old content.
+TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
+  SKIP_WITHOUT_UFFD_WP();
+  struct Case {
+    const char* fault_wait;
+    bool thp;
+    const char* wp_unpopulated;  // "false": never-touched pages are pre-faulted by reading instead
+  } cases[] = {{"spin", false, "true"}, {"spin", true, "true"},  {"poll", false, "true"}, {"poll", true, "true"},
+               {"read", false, "true"}, {"read", true, "true"},  {"poll", false, "false"}, {"read", true, "false"}};
+  for (const auto& [wait, thp, wp_unpopulated] : cases) {
+    {
+      SCOPED_TRACE(std::string(wait) + (thp ? " thp" : " no-thp") + " wp_unpopulated=" + wp_unpopulated);
+      Region region(RegionOptions{16ull << 20, 0.5, thp, -1, 3});
+      TestWriters writers(region, 0, std::chrono::microseconds(0));  // the test writes itself
+      // Pages far ahead of the saver (which saves in address order): one with content, and one
+      // zapped back to the never-touched state (no page table entry: without WP_UNPOPULATED only
+      // the pre-fault makes it fault). Reading a page would map the zero page, so nothing reads it.
+      const std::vector<size_t> targets = {region.pages() - 3, region.pages() - 2};
+      std::memset(region.page(targets[0]), 0x3C, kPageSize);
+      ASSERT_EQ(madvise(region.page(targets[1]), kPageSize, MADV_DONTNEED), 0);
+      bool writes_completed = false;
+      std::promise<void> done;
+      std::future<void> finished = done.get_future();
+      std::thread writer;  // joined after snapshot(), whose clean-up releases it if it is stuck
+      VectorSink sink;
+      sink.on_first_write = [&] {
+        writer = std::thread([&region, &targets, &done] {
+          for (size_t t : targets) std::memset(region.page(t), 0xA5, kPageSize);
+          done.set_value();
+        });
+        writes_completed = finished.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+      };
+      DirectRun run = snapshot_directly(region, writers, sink, {{"fault_wait", wait}, {"wp_unpopulated", wp_unpopulated}});
+      if (writer.joinable()) writer.join();
+      ASSERT_EQ(run.error, "");
+      EXPECT_TRUE(writes_completed) << "a write fault waited for the blocked sink";
+      EXPECT_GE(run.metrics.faults, targets.size());
+      FlatImage flat = flatten_image(sink.read_back());
+      VerifyResult v = verify_image(flat, writers.reference(), region.pages());
+      EXPECT_TRUE(v.pass) << v.message;
+      for (size_t t : targets) {
+        EXPECT_EQ(std::memcmp(flat.memory.data() + t * kPageSize, writers.reference() + t * kPageSize, kPageSize), 0);
+        EXPECT_EQ(region.page(t)[100], 0xA5);  // the write itself went through
+      }
+      EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
+      EXPECT_EQ(pages_still_write_protected(region.base(), region.pages()), 0u);
+    }
+  }
+}
+
+// A one-slot ring fills up while the saver is stuck in the sink: the fault thread must wait for the
+// saver (back-pressure), and everything completes once the sink moves again.
+TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
+  SKIP_WITHOUT_UFFD_WP();
+  Region region(RegionOptions{16ull << 20, 1.0, false, -1, 5});
+  TestWriters writers(region, 0, std::chrono::microseconds(0));
+  std::atomic<int> written{0};
+  std::vector<std::thread> helpers;
+  VectorSink sink;
+  sink.on_first_write = [&] {
+    for (size_t k = 1; k <= 3; ++k)
+      helpers.emplace_back([&region, &written, k] {
+        region.page(region.pages() - k * 10)[0] = 0x5A;
+        written.fetch_add(1);
+      });
+    // One fault fits the ring; the others must wait for the saver to drain it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_LT(written.load(), 3);
+  };
+  DirectRun run = snapshot_directly(region, writers, sink, {{"fault_wait", "poll"}, {"ring_pages", "1"}});
+  for (auto& t : helpers) t.join();
+  ASSERT_EQ(run.error, "");
+  EXPECT_EQ(written.load(), 3);
+  EXPECT_FALSE(note_has(run.metrics.notes, "ring_full_waits=0")) << run.metrics.notes;
+  FlatImage flat = flatten_image(sink.read_back());
+  EXPECT_TRUE(verify_image(flat, writers.reference(), region.pages()).pass);
+  EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
+}
+
+// A sink that throws mid-snapshot: the error comes out of snapshot(), and afterwards no page is
+// protected, every page is writable, the writers run, and the strategy works again.
+TEST(UffdWp, FailingSinkLeavesNothingProtected) {
+  SKIP_WITHOUT_UFFD_WP();
+  for (const char* wait : kFaultWaits) {
+    for (bool thp : {false, true}) {
+      SCOPED_TRACE(std::string(wait) + (thp ? " thp" : " no-thp"));
+      Region region(RegionOptions{32ull << 20, 0.5, thp, -1, 11});
+      TestWriters writers(region, 2, std::chrono::microseconds(2));
+      auto failing = make_sink(SinkOptions{"fail:100000", false, 0, 0});
+      DirectRun run = snapshot_directly(region, writers, *failing, {{"fault_wait", wait}});
+      EXPECT_NE(run.error.find("injected"), std::string::npos) << run.error;
+      EXPECT_FALSE(writers.paused());
+      EXPECT_EQ(pages_still_write_protected(region.base(), region.pages()), 0u);
+      EXPECT_TRUE(every_page_writable_within(region, std::chrono::seconds(5)));
+      const uint64_t before = writers.writes();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      EXPECT_GT(writers.writes(), before) << "a writer was left blocked";
+
+      VectorSink sink;
+      DirectRun again = snapshot_directly(region, writers, sink, {{"fault_wait", wait}});
+      writers.stop();
+      ASSERT_EQ(again.error, "");
+      EXPECT_TRUE(verify_image(flatten_image(sink.read_back()), writers.reference(), region.pages()).pass);
+    }
+  }
+}
+
+TEST(UffdWp, UnknownFaultWaitIsRejected) {
+  SKIP_WITHOUT_UFFD_WP();
+  Region region(RegionOptions{1ull << 20, 1.0, false, -1, 1});
+  TestWriters writers(region, 0, std::chrono::microseconds(0));
+  VectorSink sink;
+  DirectRun run = snapshot_directly(region, writers, sink, {{"fault_wait", "sleep"}});
+  EXPECT_NE(run.error.find("fault_wait"), std::string::npos) << run.error;
+  EXPECT_EQ(writers.consistency_points(), 0);
+}
+
+// ---- through the harness ----
+
+namespace {
+
+RunSpec uffd_spec() {
+  RunSpec s;
+  s.strategy = "uffd-wp";
+  s.mem_bytes = 32ull << 20;
+  s.writers = 2;
+  s.warmup_s = 0.05;
+  s.verify = true;
+  s.sink = "memory";
+  return s;
+}
+
+}  // namespace
+
+TEST(UffdWp, EndToEndVerifiesAcrossPatternsPopulationAndThp) {
+  SKIP_WITHOUT_UFFD_WP();
+  struct Load {
+    const char* pattern;
+    const char* rate;
+  } loads[] = {{"uniform", "0"}, {"uniform", "50MiB/s"}, {"uniform", "max"}, {"hotset:0.1:0.9", "400MiB/s"}};
+  for (const auto& load : loads) {
+    for (double populate : {1.0, 0.3}) {
+      for (bool thp : {false, true}) {
+        RunSpec s = uffd_spec();
+        s.pattern = load.pattern;
+        s.rate = load.rate;
+        s.populate = populate;
+        s.thp = thp;
+        SCOPED_TRACE(std::string(load.pattern) + " " + load.rate + " populate=" + std::to_string(populate) +
+                     (thp ? " thp" : ""));
+        RunResult r = run_once(s);
+        EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+        EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+        EXPECT_EQ(r.image.duplicate_pages, 0u);
+        EXPECT_EQ(r.image.pages_saved, s.mem_bytes / kPageSize);
+        EXPECT_EQ(r.passes, 1u);
+        EXPECT_GT(r.freeze_s, 0.0);
+        EXPECT_LE(r.downtime_s, r.completion_s);
+        if (std::string(load.rate) == "0") {
+          EXPECT_EQ(r.faults, 0u);
+        }
+      }
+    }
+  }
+}
+
+TEST(UffdWp, EndToEndEveryFaultWaitMode) {
+  SKIP_WITHOUT_UFFD_WP();
+  for (const char* wait : kFaultWaits) {
+    for (const char* staging : {"true", "false"}) {
+      RunSpec s = uffd_spec();
+      s.rate = "200MiB/s";
+      s.params["uffd-wp"]["fault_wait"] = wait;
+      s.params["uffd-wp"]["staging"] = staging;
+      SCOPED_TRACE(std::string(wait) + " staging=" + staging);
+      RunResult r = run_once(s);
+      EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+      EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+      EXPECT_EQ(r.image.duplicate_pages, 0u);
+      EXPECT_NE(r.notes.find(std::string("fault_wait=") + wait), std::string::npos) << r.notes;
+    }
+  }
+}
+
+TEST(UffdWp, EndToEndFailingSinkThenASecondRunSucceeds) {
+  SKIP_WITHOUT_UFFD_WP();
+  RunSpec s = uffd_spec();
+  s.rate = "100MiB/s";
+  s.sink = "fail:100000";
+  RunResult failed = run_once(s);
+  EXPECT_EQ(failed.status, RunStatus::kFailed);
+  EXPECT_NE(failed.reason.find("injected"), std::string::npos) << failed.reason;
+
+  RunSpec ok = uffd_spec();
+  ok.rate = "100MiB/s";
+  RunResult r = run_once(ok);
+  EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+}
