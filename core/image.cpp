@@ -407,7 +407,7 @@ FlatImage flatten_image(const std::vector<uint8_t>& bytes) {
   try {
     img.memory.assign(region_pages * kPageSize, 0);
     img.present.assign(region_pages, false);
-  } catch (const std::bad_alloc&) {
+  } catch (const std::exception&) {  // bad_alloc, or length_error beyond max_size()
     throw ImageError("cannot allocate " + format_bytes(double(region_pages) * kPageSize) +
                      " to flatten the image");
   }

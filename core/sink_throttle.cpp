@@ -19,9 +19,10 @@ class ThrottleSink final : public Sink {
     // A slice is what the cap allows in 1 ms (at least a page, at most 1 MiB), so the stream is
     // smooth at the millisecond scale rather than bursty at the writer's 1 MiB flushes.
     slice_ = std::clamp<uint64_t>(bytes_per_s / 1000, kPageSize, 1 << 20);
-    // A few slices of credit absorb sleep overshoot (~50-100 us), which would otherwise be lost and
-    // pull the achieved rate below the cap.
-    burst_ = 4.0 * double(slice_);
+    // Credit for 20 ms (at least 4 slices) absorbs sleep overshoot and late wake-ups on a busy
+    // machine, which would otherwise be lost and pull the achieved rate below the cap; it also bounds
+    // how far the stream can run ahead after the inner sink was slower than the cap for a while.
+    burst_ = std::max(4.0 * double(slice_), 0.020 * rate_);
   }
 
   void write(const void* data, size_t len) override {
