@@ -11,6 +11,8 @@ namespace snap {
 void add_run_command(CLI::App& app, int& rc, const std::vector<std::string>& argv);
 void add_list_command(CLI::App& app, int& rc);
 void add_image_command(CLI::App& app, int& rc);
+void add_compare_command(CLI::App& app, int& rc);
+void add_merge_command(CLI::App& app, int& rc);
 void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& argv);
 
 }  // namespace snap

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   snap::add_run_command(app, rc, args);
   snap::add_list_command(app, rc);
   snap::add_image_command(app, rc);
+  snap::add_compare_command(app, rc);
+  snap::add_merge_command(app, rc);
   snap::add_matrix_command(app, rc, args);
   try {
     app.parse(argc, argv);

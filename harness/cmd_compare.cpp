@@ -1,0 +1,62 @@
+// `snapbench compare`: checks a current result set against a baseline; exit 1 when anything regressed.
+#include <cstdio>
+#include <memory>
+
+#include "harness/commands.h"
+#include "harness/compare.h"
+#include "harness/csv_table.h"
+
+namespace snap {
+
+namespace {
+
+std::string tolerance_help() {
+  std::string help =
+      "METRIC=RATIO: current/baseline median above RATIO is REGRESSED (lower is better; off disables). Defaults:";
+  for (const auto& t : default_tolerances()) {
+    char ratio[32] = "off", floor[48];
+    if (t.ratio > 0) std::snprintf(ratio, sizeof ratio, "%g", t.ratio);
+    std::snprintf(floor, sizeof floor, "%g", t.floor);
+    help += "\n  " + t.metric + "=" + ratio + " (floor " + floor + (t.unit.empty() ? "" : " " + t.unit) +
+            (t.strategy.empty() ? "" : ", " + t.strategy + " only") + ")";
+  }
+  return help;
+}
+
+}  // namespace
+
+void add_compare_command(CLI::App& app, int& rc) {
+  auto* cmd = app.add_subcommand(
+      "compare",
+      "check a result CSV against a baseline: medians per case and metric within tolerances, invariants "
+      "(verified=pass, no duplicates for uffd-wp/fork-cow, ok stays ok) and missing cases; exit 1 on a regression");
+  struct Opts {
+    std::string baseline, current;
+    std::vector<std::string> tolerances, floors;
+    bool markdown = false;
+    bool problems_only = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--baseline", o->baseline, "the reference results CSV")->required();
+  cmd->add_option("--current", o->current, "the results CSV to check")->required();
+  cmd->add_option("--tolerance", o->tolerances, tolerance_help())->take_all();
+  cmd->add_option("--floor", o->floors,
+                  "METRIC=VALUE: absolute differences up to VALUE (in the column's unit) are noise, never a regression")
+      ->take_all();
+  cmd->add_flag("--markdown", o->markdown, "print the table as Markdown (for a CI job summary)");
+  cmd->add_flag("--problems-only", o->problems_only, "leave out the rows whose verdict is ok or improved");
+  cmd->callback([o, &rc]() {
+    auto tolerances = default_tolerances();
+    for (const auto& t : o->tolerances) set_tolerance(tolerances, t, "--tolerance");
+    for (const auto& f : o->floors) set_tolerance(tolerances, f, "--floor");
+    CsvTable baseline = read_csv_table(o->baseline);
+    CsvTable current = read_csv_table(o->current);
+    CompareReport report = compare_tables(baseline, current, tolerances);
+    std::string text = o->markdown ? format_report_markdown(report, o->problems_only)
+                                   : format_report_text(report, o->problems_only);
+    std::fputs(text.c_str(), stdout);
+    rc = report.failed() ? 1 : 0;
+  });
+}
+
+}  // namespace snap
