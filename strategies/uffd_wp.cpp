@@ -40,6 +40,30 @@ FaultWait parse_fault_wait(const std::string& text) {
   throw UsageError("--set uffd-wp.fault_wait: '" + text + "' is not one of spin, poll, read");
 }
 
+// The fault thread's scheduling policy. `fifo` (real-time) wakes it ahead of everything the moment
+// a fault arrives; `idle` lets a spinning thread poll only on an otherwise idle core, so a writer it
+// wakes preempts it at once, on the same core, without an inter-processor interrupt. `auto` picks
+// idle for spin and fifo for poll/read. A refused policy (no permission) falls back to normal.
+enum class FaultSched { kAuto, kNormal, kFifo, kIdle };
+
+FaultSched parse_fault_sched(const std::string& text) {
+  if (text == "auto") return FaultSched::kAuto;
+  if (text == "normal") return FaultSched::kNormal;
+  if (text == "fifo") return FaultSched::kFifo;
+  if (text == "idle") return FaultSched::kIdle;
+  throw UsageError("--set uffd-wp.fault_sched: '" + text + "' is not one of auto, normal, fifo, idle");
+}
+
+const char* fault_sched_name(FaultSched s) {
+  switch (s) {
+    case FaultSched::kAuto: return "auto";
+    case FaultSched::kNormal: return "normal";
+    case FaultSched::kFifo: return "fifo";
+    case FaultSched::kIdle: return "idle";
+  }
+  return "?";
+}
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -173,7 +197,7 @@ class StopSentinel {
 class FaultHandler {
  public:
   FaultHandler(Uffd& uffd, const Region& region, ClaimBitmap& claims, CopyAsideRing& ring, FaultWait wait,
-               StopSentinel* sentinel, bool realtime)
+               StopSentinel* sentinel, FaultSched policy)
       : uffd_(uffd), region_(region), claims_(claims), ring_(ring), wait_(wait), sentinel_(sentinel) {
     if (wait_ == FaultWait::kPoll) {
       stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -185,13 +209,7 @@ class FaultHandler {
       if (stop_fd_ >= 0) close(stop_fd_);
       throw;
     }
-    // A real-time fault thread preempts the saver the moment a fault arrives instead of waiting
-    // for the scheduler to rebalance two busy cores. Never for spin: it would starve its core.
-    if (realtime && wait_ != FaultWait::kSpin) {
-      sched_param sp{};
-      sp.sched_priority = 1;
-      realtime_ = pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &sp) == 0;
-    }
+    sched_ = apply_policy(policy);
   }
   ~FaultHandler() {
     stop();
@@ -200,9 +218,19 @@ class FaultHandler {
   FaultHandler(const FaultHandler&) = delete;
   FaultHandler& operator=(const FaultHandler&) = delete;
 
+  // Back to the normal policy: a SCHED_IDLE spinner can be starved for seconds on a busy machine,
+  // which must not delay the end of the snapshot (a page it claimed, or joining it).
+  void end_idle_policy() noexcept {
+    if (sched_ != FaultSched::kIdle || !thread_.joinable()) return;
+    sched_param sp{};
+    if (pthread_setschedparam(thread_.native_handle(), SCHED_OTHER, &sp) == 0) sched_ = FaultSched::kNormal;
+    idle_ended_ = true;
+  }
+
   // Stops and joins the thread; idempotent, never throws.
   void stop() noexcept {
     if (!thread_.joinable()) return;
+    end_idle_policy();
     stop_.store(true, std::memory_order_release);
     if (wait_ == FaultWait::kPoll) {
       uint64_t one = 1;
@@ -221,9 +249,23 @@ class FaultHandler {
   uint64_t pages_copied() const { return copied_.load(std::memory_order_relaxed); }
   // Faults that found the ring full and had to wait for the saver.
   uint64_t ring_full_waits() const { return ring_full_waits_.load(std::memory_order_relaxed); }
-  bool realtime() const { return realtime_; }
+  // The policy applied at start ("normal" when the requested one was refused).
+  const char* sched_name() const { return fault_sched_name(idle_ended_ ? FaultSched::kIdle : sched_); }
 
  private:
+  FaultSched apply_policy(FaultSched policy) {
+    if (policy == FaultSched::kAuto) policy = wait_ == FaultWait::kSpin ? FaultSched::kIdle : FaultSched::kFifo;
+    sched_param sp{};
+    int rc = 0;
+    if (policy == FaultSched::kFifo) {
+      sp.sched_priority = 1;
+      rc = pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &sp);
+    } else if (policy == FaultSched::kIdle) {
+      rc = pthread_setschedparam(thread_.native_handle(), SCHED_IDLE, &sp);
+    }
+    return rc == 0 ? policy : FaultSched::kNormal;
+  }
+
   void run() noexcept {
     try {
       loop();
@@ -320,7 +362,8 @@ class FaultHandler {
   const FaultWait wait_;
   StopSentinel* sentinel_;
   int stop_fd_ = -1;
-  bool realtime_ = false;
+  FaultSched sched_ = FaultSched::kNormal;
+  bool idle_ended_ = false;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> exited_{false};
@@ -329,6 +372,54 @@ class FaultHandler {
   std::atomic<uint64_t> messages_{0};
   std::atomic<uint64_t> copied_{0};
   std::atomic<uint64_t> ring_full_waits_{0};
+};
+
+// The saver's own look at the fault queue between chunks (what QEMU's migration thread does): when
+// the fault thread is slow to get a core (a busy machine, or a SCHED_IDLE spinner starved by other
+// work), a waiting writer is still released within one chunk of the saver's progress. Only with a
+// non-blocking fd: a blocking read here could wait for a message the fault thread took.
+class SaverFaultService {
+ public:
+  static constexpr size_t kBatch = 32;
+  SaverFaultService(Uffd& uffd, const Region& region, ClaimBitmap& claims)
+      : uffd_(uffd), region_(region), claims_(claims), pages_(kBatch * kPageSize) {}
+
+  // Serves the messages waiting now: claims, copies aside, un-protects, then saves. Returns the
+  // number of pages saved.
+  size_t serve(ImageWriter& writer) {
+    uffd_msg msgs[kBatch];
+    const ssize_t got = read(uffd_.fd(), msgs, sizeof msgs);
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EINTR) return 0;
+      throw_errno("read of userfaultfd messages (saver)");
+    }
+    const uint64_t base = reinterpret_cast<uint64_t>(region_.base());
+    const uint64_t end = base + region_.bytes();
+    uint64_t taken[kBatch];
+    size_t n = 0;
+    for (size_t i = 0; i < size_t(got) / sizeof(uffd_msg); ++i) {
+      if (msgs[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      const uint64_t addr = msgs[i].arg.pagefault.address & ~uint64_t(kPageSize - 1);
+      if (addr < base || addr >= end) continue;
+      ++messages_;
+      const uint64_t page = (addr - base) / kPageSize;
+      if (!claims_.claim(page)) continue;
+      std::memcpy(pages_.data() + n * kPageSize, region_.page(page), kPageSize);
+      taken[n++] = page;
+    }
+    for (size_t i = 0; i < n; ++i) uffd_.writeprotect(region_.page(taken[i]), kPageSize, false, true);
+    for (size_t i = 0; i < n; ++i) writer.save_page(taken[i], pages_.data() + i * kPageSize);
+    return n;
+  }
+  uint64_t messages() const { return messages_; }
+  size_t bytes() const { return pages_.bytes(); }
+
+ private:
+  Uffd& uffd_;
+  const Region& region_;
+  ClaimBitmap& claims_;
+  PrefaultedBuffer pages_;
+  uint64_t messages_ = 0;
 };
 
 // Registers the region in write-protect mode; on destruction (every exit path) releases the
@@ -430,8 +521,12 @@ class UffdWpStrategy : public Strategy {
         {"wp_unpopulated", ParamSpec::Type::kBool, "true", 0, 0,
          "use UFFD_FEATURE_WP_UNPOPULATED when the kernel offers it; false pre-faults never-touched pages "
          "with a read instead (QEMU's way on older kernels)"},
-        {"fault_rt", ParamSpec::Type::kBool, "true", 0, 0,
-         "run a poll/read fault thread as SCHED_FIFO (falls back to normal priority without permission)"},
+        {"saver_serves_faults", ParamSpec::Type::kBool, "true", 0, 0,
+         "the saver also serves waiting faults between chunks (spin/poll only), so a starved fault thread "
+         "cannot stall writers for long"},
+        {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
+         "fault thread scheduling: auto (idle for spin, fifo for poll/read), normal, fifo (SCHED_FIFO), "
+         "idle (SCHED_IDLE); falls back to normal without permission"},
     };
   }
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
@@ -442,6 +537,7 @@ class UffdWpStrategy : public Strategy {
     const size_t chunk_pages = size_t(ctx.params.get_int("chunk_pages"));
     const size_t ring_pages = size_t(ctx.params.get_int("ring_pages"));
     const FaultWait wait = parse_fault_wait(ctx.params.get_string("fault_wait"));
+    const FaultSched sched = parse_fault_sched(ctx.params.get_string("fault_sched"));
 
     const UffdFeatures& offered = uffd_features();
     const bool wp_unpopulated = ctx.params.get_bool("wp_unpopulated") && offered.has(UFFD_FEATURE_WP_UNPOPULATED);
@@ -468,8 +564,13 @@ class UffdWpStrategy : public Strategy {
     WpRegistration registration(uffd, region);
     std::unique_ptr<StopSentinel> sentinel;
     if (wait == FaultWait::kRead) sentinel = std::make_unique<StopSentinel>(uffd);
-    FaultHandler handler(uffd, region, claims, ring, wait, sentinel.get(), ctx.params.get_bool("fault_rt"));
-    ctx.metrics.note("fault_rt", handler.realtime() ? "1" : "0");
+    FaultHandler handler(uffd, region, claims, ring, wait, sentinel.get(), sched);
+    ctx.metrics.note("fault_sched", handler.sched_name());
+    std::unique_ptr<SaverFaultService> saver_service;
+    if (ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead) {
+      saver_service = std::make_unique<SaverFaultService>(uffd, region, claims);
+      ctx.metrics.extra_rss_bytes += saver_service->bytes();
+    }
 
     pause.pause();
     const uint64_t t0 = now_ns();
@@ -492,14 +593,17 @@ class UffdWpStrategy : public Strategy {
     size_t aside_pages = 0;
     for (size_t first = 0; first < pages;) {
       handler.rethrow_if_failed();
+      if (saver_service) saver_pages += saver_service->serve(writer);
       aside_pages += ring.drain(save_aside);
       const size_t last = std::min(pages, size_t((base_page + first) / chunk_pages + 1) * chunk_pages - size_t(base_page));
       saver_pages += save_chunk(region, uffd, claims, staging ? staging->data() : nullptr, chunk_won, first, last, writer);
       first = last;
     }
     // Every page is claimed now; wait for the pages the fault thread took to come out of the ring.
+    handler.end_idle_policy();
     while (saver_pages + aside_pages < pages) {
       handler.rethrow_if_failed();
+      if (saver_service) saver_pages += saver_service->serve(writer);
       const size_t n = ring.drain(save_aside);
       aside_pages += n;
       if (n == 0) sched_yield();
@@ -510,10 +614,12 @@ class UffdWpStrategy : public Strategy {
     registration.release();
     writer.finish();
 
-    ctx.metrics.faults = handler.fault_messages();
+    const uint64_t saver_faults = saver_service ? saver_service->messages() : 0;
+    ctx.metrics.faults = handler.fault_messages() + saver_faults;
     ctx.metrics.passes = 1;
     ctx.metrics.note("fault_copies", std::to_string(handler.pages_copied()));
     ctx.metrics.note("ring_full_waits", std::to_string(handler.ring_full_waits()));
+    ctx.metrics.note("saver_faults", std::to_string(saver_faults));
     ctx.metrics.image = writer.stats();
   }
 

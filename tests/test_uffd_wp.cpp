@@ -315,33 +315,47 @@ TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
   }
 }
 
-// A one-slot ring fills up while the saver is stuck in the sink: the fault thread must wait for the
-// saver (back-pressure), and everything completes once the sink moves again.
+// A one-slot ring fills up while the saver is stuck in the sink: the fault thread copies fault A
+// aside, then must wait for the saver to free the slot before it can take fault B (back-pressure),
+// and meanwhile fault C waits unread in the queue. Once the sink moves again everything completes;
+// with saver_serves_faults the saver itself picks up C between two chunks.
 TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
   SKIP_WITHOUT_UFFD_WP();
-  Region region(RegionOptions{16ull << 20, 1.0, false, -1, 5});
-  TestWriters writers(region, 0, std::chrono::microseconds(0));
-  std::atomic<int> written{0};
-  std::vector<std::thread> helpers;
-  VectorSink sink;
-  sink.on_first_write = [&] {
-    for (size_t k = 1; k <= 3; ++k)
-      helpers.emplace_back([&region, &written, k] {
-        region.page(region.pages() - k * 10)[0] = 0x5A;
-        written.fetch_add(1);
-      });
-    // One fault fits the ring; the others must wait for the saver to drain it.
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    EXPECT_LT(written.load(), 3);
-  };
-  DirectRun run = snapshot_directly(region, writers, sink, {{"fault_wait", "poll"}, {"ring_pages", "1"}});
-  for (auto& t : helpers) t.join();
-  ASSERT_EQ(run.error, "");
-  EXPECT_EQ(written.load(), 3);
-  EXPECT_FALSE(note_has(run.metrics.notes, "ring_full_waits=0")) << run.metrics.notes;
-  FlatImage flat = flatten_image(sink.read_back());
-  EXPECT_TRUE(verify_image(flat, writers.reference(), region.pages()).pass);
-  EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
+  for (const char* saver_serves : {"true", "false"}) {
+    SCOPED_TRACE(std::string("saver_serves_faults=") + saver_serves);
+    Region region(RegionOptions{16ull << 20, 1.0, false, -1, 5});
+    TestWriters writers(region, 0, std::chrono::microseconds(0));
+    std::atomic<int> written{0};
+    int written_while_blocked = -1;
+    std::vector<std::thread> faulting;
+    VectorSink sink;
+    sink.on_first_write = [&] {
+      for (size_t k = 1; k <= 3; ++k) {
+        faulting.emplace_back([&region, &written, k] {
+          region.page(region.pages() - k * 10)[0] = 0x5A;
+          written.fetch_add(1);
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      written_while_blocked = written.load();
+    };
+    DirectRun run = snapshot_directly(region, writers, sink,
+                                      {{"fault_wait", "poll"}, {"ring_pages", "1"}, {"saver_serves_faults", saver_serves}});
+    for (auto& t : faulting) t.join();
+    ASSERT_EQ(run.error, "");
+    EXPECT_EQ(written_while_blocked, 1) << "only the fault that fits the ring completes while the sink is stuck";
+    EXPECT_EQ(written.load(), 3);
+    EXPECT_FALSE(note_has(run.metrics.notes, "ring_full_waits=0")) << run.metrics.notes;
+    if (std::string(saver_serves) == "true") {
+      EXPECT_FALSE(note_has(run.metrics.notes, "saver_faults=0")) << run.metrics.notes;
+    } else {
+      EXPECT_TRUE(note_has(run.metrics.notes, "saver_faults=0")) << run.metrics.notes;
+    }
+    EXPECT_GE(run.metrics.faults, 3u);
+    FlatImage flat = flatten_image(sink.read_back());
+    EXPECT_TRUE(verify_image(flat, writers.reference(), region.pages()).pass);
+    EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
+  }
 }
 
 // A sink that throws mid-snapshot: the error comes out of snapshot(), and afterwards no page is
