@@ -16,7 +16,7 @@ std::string tolerance_help() {
   for (const auto& t : default_tolerances()) {
     char ratio[32] = "off", floor[48];
     if (t.ratio > 0) std::snprintf(ratio, sizeof ratio, "%g", t.ratio);
-    std::snprintf(floor, sizeof floor, "%g", t.floor);
+    std::snprintf(floor, sizeof floor, "%.10g", t.floor);
     help += "\n  " + t.metric + "=" + ratio + " (floor " + floor + (t.unit.empty() ? "" : " " + t.unit) +
             (t.strategy.empty() ? "" : ", " + t.strategy + " only") + ")";
   }
