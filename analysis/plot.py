@@ -462,7 +462,7 @@ def bar_figure(ctx, column, ylabel, title, fname, *, scale=1.0, log=False, omit_
     positive = [r[column] * scale for s in series for c in wl_cells[s].values() for r in c.rows
                 if r[column] > 0]
     floor = min(positive) / 3 if (log and positive) else 0.0
-    zero_marks = False
+    zero_marks = missing_marks = False
     for i, s in enumerate(series):
         colour, _, ls = styles(s)
         idx = [j for j, k in enumerate(axis.keys) if k in wl_cells[s]]
@@ -474,6 +474,12 @@ def bar_figure(ctx, column, ylabel, title, fname, *, scale=1.0, log=False, omit_
         heights = med - floor if log else med
         ax.bar(xs, heights, width * 0.92, bottom=floor if log else 0, color=colour, edgecolor="black", lw=0.4,
                hatch=hatch, label=s, yerr=err, capsize=2, ecolor="0.45", error_kw={"lw": 0.8})
+        for j in range(len(axis.keys)):
+            if j not in idx:  # no ok run of this series at this rate: say so rather than leave a gap
+                missing_marks = True
+                ax.annotate("n/a", xy=(j - width * len(series) / 2 + width * (i + 0.5), floor if log else 0),
+                            xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                            rotation=90, color=colour)
         for x, m in zip(xs, med):
             if m <= 0:  # invisible as a bar: say it is zero rather than missing
                 zero_marks = True
@@ -495,6 +501,7 @@ def bar_figure(ctx, column, ylabel, title, fname, *, scale=1.0, log=False, omit_
     ax.grid(axis="x", visible=False)
     caption = ["bars: median over repetitions; error bars: min-max", n_reps_note([wl_cells[s] for s in series]),
                "log y" if log else "", "'0': median is zero" if zero_marks else "",
+               "'n/a': no ok run there (unsupported or failed, see summary.md)" if missing_marks else "",
                ("omitted (always 0): " + ", ".join(omitted)) if omitted else ""]
     finish(fig, ax, title, ctx["title"], caption, os.path.join(ctx["out"], fname + ctx["suffix"]), ctx["written"])
 
