@@ -1,0 +1,313 @@
+// precopy end to end (through run_once) with every supported tracker, plus direct strategy runs for
+// convergence, duplicates, max_passes and the cleanup of a failing sink.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "core/image.h"
+#include "core/region.h"
+#include "core/sink.h"
+#include "core/units.h"
+#include "harness/run.h"
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
+
+namespace snap {
+namespace {
+
+std::vector<std::string> supported_trackers() {
+  std::vector<std::string> names;
+  for (const auto& e : tracker_registry())
+    if (e.make()->probe().supported) names.push_back(e.name);
+  return names;
+}
+
+RunSpec precopy_spec(const std::string& tracker) {
+  RunSpec s;
+  s.strategy = "precopy";
+  s.tracker = tracker;
+  s.mem_bytes = 32ull << 20;
+  s.writers = 2;
+  s.warmup_s = 0.05;
+  s.verify = true;
+  s.sink = "memory";
+  return s;
+}
+
+// --- the table: tracker x workload x populate x THP, each verified against the consistency point ---
+
+struct WriteLoad {
+  const char* label;
+  const char* pattern;
+  const char* rate;
+};
+constexpr WriteLoad kWorkloads[] = {
+    {"idle", "uniform", "0"},
+    {"uniform_moderate", "uniform", "100MiB/s"},
+    {"hotset_high", "hotset:0.1:0.9", "max"},
+};
+
+struct TableCase {
+  std::string tracker;
+  WriteLoad workload;
+  double populate;
+  bool thp;
+};
+
+void PrintTo(const TableCase& c, std::ostream* os) {
+  *os << c.tracker << " " << c.workload.label << " populate=" << c.populate << (c.thp ? " thp" : " no-thp");
+}
+
+std::vector<TableCase> table_cases() {
+  std::vector<TableCase> cases;
+  for (const auto& entry : tracker_registry())
+    for (const auto& w : kWorkloads)
+      for (double populate : {1.0, 0.3})
+        for (bool thp : {false, true}) cases.push_back({entry.name, w, populate, thp});
+  return cases;
+}
+
+std::string table_name(const testing::TestParamInfo<TableCase>& info) {
+  std::string n = info.param.tracker + "_" + info.param.workload.label + (info.param.populate < 1 ? "_pop30" : "_pop100") +
+                  (info.param.thp ? "_thp" : "_nothp");
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+}
+
+class PrecopyTable : public testing::TestWithParam<TableCase> {};
+
+TEST_P(PrecopyTable, VerifiesAtTheFinalPause) {
+  const TableCase& c = GetParam();
+  if (Support s = make_tracker(c.tracker)->probe(); !s.supported) GTEST_SKIP() << c.tracker << ": " << s.reason;
+  RunSpec spec = precopy_spec(c.tracker);
+  spec.pattern = c.workload.pattern;
+  spec.rate = c.workload.rate;
+  spec.populate = c.populate;
+  spec.thp = c.thp;
+  // A tight budget so the writers keep it iterating; few passes so the image stays small.
+  spec.params["precopy"]["downtime_ms"] = "2";
+  spec.params["precopy"]["max_passes"] = "4";
+
+  RunResult r = run_once(spec);
+  ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.tracker, c.tracker);
+  EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+  EXPECT_GE(r.passes, 2u);
+  EXPECT_LE(r.passes, 4u);
+  if (!r.converged) {
+    EXPECT_EQ(r.passes, 4u) << "not converged, yet it stopped before max_passes";
+  }
+  const uint64_t pages = spec.mem_bytes / kPageSize;
+  EXPECT_EQ(r.image.unique_pages, pages);
+  EXPECT_EQ(r.image.pages_saved, r.image.unique_pages + r.image.duplicate_pages);
+  EXPECT_GT(r.extra_rss_bytes, 0u);
+  if (std::string(c.workload.rate) == "0") {
+    EXPECT_EQ(r.passes, 2u);
+    EXPECT_EQ(r.image.duplicate_pages, 0u);
+  } else {
+    EXPECT_GT(r.write_count, 0u);
+  }
+  if (c.tracker == "mprotect" && r.write_count > 0) {
+    EXPECT_GT(r.faults, 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Precopy, PrecopyTable, testing::ValuesIn(table_cases()), table_name);
+
+// --- behaviour of the iteration, per supported tracker ---
+
+class PrecopyPerTracker : public testing::TestWithParam<std::string> {};
+
+TEST_P(PrecopyPerTracker, IdleConvergesInTwoPassesWithoutDuplicates) {
+  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
+  RunSpec spec = precopy_spec(GetParam());
+  spec.rate = "0";
+  RunResult r = run_once(spec);
+  ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+  EXPECT_EQ(r.passes, 2u);
+  EXPECT_TRUE(r.converged);
+  EXPECT_EQ(r.image.duplicate_pages, 0u);
+  EXPECT_EQ(r.image.pages_saved, spec.mem_bytes / kPageSize);
+  EXPECT_GT(r.freeze_s, 0.0);
+}
+
+// Writers at half the sink's bandwidth: pass 1 takes ~0.3 s, during which a good part of the region
+// is written again and must be re-saved, so the image outgrows the memory it copies (the cover
+// letter's claim about dirty-logging migration to a file).
+TEST_P(PrecopyPerTracker, WriteRateNearBandwidthDuplicatesPages) {
+  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
+  RunSpec spec = precopy_spec(GetParam());
+  spec.mem_bytes = 64ull << 20;
+  spec.bandwidth = "200MiB/s";
+  spec.rate = "100MiB/s";
+  spec.pattern = "uniform";
+  RunResult r = run_once(spec);
+  ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+  EXPECT_GT(r.image.duplicate_pages, 0u);
+  EXPECT_GT(r.image_ratio, 1.0);
+  EXPECT_GE(r.passes, 2u);
+}
+
+// A write rate the budget can never absorb: it stops on max_passes, says it did not converge, and the
+// image is still the exact state at the final pause.
+TEST_P(PrecopyPerTracker, StopsOnMaxPassesWithoutConverging) {
+  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
+  RunSpec spec = precopy_spec(GetParam());
+  spec.mem_bytes = 16ull << 20;
+  spec.bandwidth = "100MiB/s";
+  spec.rate = "max";
+  spec.params["precopy"]["downtime_ms"] = "1";
+  spec.params["precopy"]["max_passes"] = "3";
+  RunResult r = run_once(spec);
+  ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+  EXPECT_EQ(r.passes, 3u);
+  EXPECT_FALSE(r.converged);
+  EXPECT_GT(r.image.duplicate_pages, 0u);
+}
+
+struct sigaction segv_action() {
+  struct sigaction a {};
+  sigaction(SIGSEGV, nullptr, &a);
+  return a;
+}
+
+TEST_P(PrecopyPerTracker, FailingSinkFailsCleanlyAndTheNextRunWorks) {
+  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
+  const struct sigaction before = segv_action();
+  RunSpec spec = precopy_spec(GetParam());
+  spec.rate = "100MiB/s";
+  spec.sink = "fail:100000";
+  RunResult r = run_once(spec);
+  EXPECT_EQ(r.status, RunStatus::kFailed);
+  EXPECT_NE(r.reason.find("injected sink failure"), std::string::npos) << r.reason;
+  EXPECT_EQ(segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
+
+  spec.sink = "memory";
+  RunResult again = run_once(spec);
+  EXPECT_EQ(again.status, RunStatus::kOk) << again.reason;
+  EXPECT_EQ(again.verified, "pass") << again.verify_detail;
+}
+
+INSTANTIATE_TEST_SUITE_P(Precopy, PrecopyPerTracker, testing::Values("uffd-async", "mprotect", "soft-dirty"),
+                         [](const testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+// --- the strategy called directly, to look at the region and the control after a failure ---
+
+// Counts what the strategy does with the writers (there are none here).
+class RecordingControl final : public WorkloadControl {
+ public:
+  void pause() override {
+    if (paused) throw std::logic_error("paused twice");
+    paused = true;
+    ++pauses;
+  }
+  void resume() override {
+    if (paused) ++resumes;
+    paused = false;
+  }
+  void consistency_point() override {
+    if (!paused) throw std::logic_error("consistency point while running");
+    ++consistency_points;
+  }
+  bool paused = false;
+  int pauses = 0, resumes = 0, consistency_points = 0;
+};
+
+constexpr uint64_t kPagemapUffdWp = uint64_t(1) << 57;
+
+TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
+  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
+  auto strategy = make_strategy("precopy");
+  Region region({8ull << 20, 1.0, false, -1, 5});
+  const struct sigaction before = segv_action();
+  std::unique_ptr<Sink> sink = make_sink({"fail:100000", false, 0, 0});
+  RecordingControl control;
+  StrategyMetrics metrics;
+  ParamValues params("precopy", strategy->params(), {});
+  ParamValues tracker_params(GetParam(), make_tracker(GetParam())->params(), {});
+  SnapshotContext ctx{region, control, *sink, metrics, params, tracker_params, GetParam()};
+  EXPECT_THROW(strategy->snapshot(ctx), SinkError);
+
+  EXPECT_FALSE(control.paused) << "writers left paused";
+  EXPECT_EQ(control.pauses, control.resumes);
+  EXPECT_EQ(segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
+  // No page left write-protected (uffd) or read-only (mprotect: a write would crash here).
+  std::vector<uint64_t> entries(region.pages());
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pread(fd, entries.data(), entries.size() * 8, off_t(uintptr_t(region.base()) / kPageSize * 8)),
+            ssize_t(entries.size() * 8));
+  close(fd);
+  EXPECT_EQ(std::count_if(entries.begin(), entries.end(), [](uint64_t e) { return (e & kPagemapUffdWp) != 0; }), 0);
+  for (size_t p = 0; p < region.pages(); ++p) region.page(p)[100] = uint8_t(p | 1);
+  for (size_t p = 0; p < region.pages(); ++p) ASSERT_EQ(region.page(p)[100], uint8_t(p | 1));
+}
+
+TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
+  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
+  auto strategy = make_strategy("precopy");
+  Region region({4ull << 20, 0.5, false, -1, 9});
+  std::unique_ptr<Sink> sink = make_sink({"memory", false, 0, 64ull << 20});
+  RecordingControl control;
+  StrategyMetrics metrics;
+  ParamValues params("precopy", strategy->params(), {});
+  ParamValues tracker_params(GetParam(), make_tracker(GetParam())->params(), {});
+  SnapshotContext ctx{region, control, *sink, metrics, params, tracker_params, GetParam()};
+  strategy->snapshot(ctx);
+  EXPECT_EQ(control.consistency_points, 1);
+  EXPECT_FALSE(control.paused);
+  EXPECT_EQ(metrics.passes, 2u);
+  EXPECT_TRUE(metrics.converged);
+  FlatImage flat = flatten_image(sink->read_back());
+  EXPECT_EQ(flat.header.strategy, "precopy");
+  EXPECT_EQ(flat.header.consistency, ConsistencyPoint::kEnd);
+  VerifyResult v = verify_image(flat, region.base(), region.pages());
+  EXPECT_TRUE(v.pass) << v.message;
+  EXPECT_EQ(metrics.image.pages_saved, region.pages());
+}
+
+// --- probe and unsupported trackers ---
+
+TEST(Precopy, ProbeAndParams) {
+  auto strategy = make_strategy("precopy");
+  EXPECT_TRUE(strategy->uses_tracker());
+  EXPECT_EQ(strategy->consistency(), ConsistencyPoint::kEnd);
+  EXPECT_EQ(strategy->probe().supported, !supported_trackers().empty()) << strategy->probe().reason;
+  ParamValues defaults("precopy", strategy->params(), {});
+  EXPECT_EQ(defaults.get_int("downtime_ms"), 300);
+  EXPECT_EQ(defaults.get_int("max_passes"), 30);
+  EXPECT_THROW(ParamValues("precopy", strategy->params(), {{"max_passes", "1"}}), UsageError);
+  EXPECT_THROW(ParamValues("precopy", strategy->params(), {{"downtime_ms", "0"}}), UsageError);
+}
+
+TEST(Precopy, SoftDirtyIsUnsupportedWithAReasonWhenTheKernelLacksIt) {
+  Support s = make_tracker("soft-dirty")->probe();
+  RunSpec spec = precopy_spec("soft-dirty");
+  spec.rate = "0";
+  RunResult r = run_once(spec);
+  if (s.supported) {
+    EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+    EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+  } else {
+    EXPECT_EQ(r.status, RunStatus::kUnsupported);
+    EXPECT_NE(r.reason.find("soft-dirty"), std::string::npos) << r.reason;
+    EXPECT_NE(r.reason.find("CONFIG_MEM_SOFT_DIRTY"), std::string::npos) << r.reason;
+  }
+}
+
+}  // namespace
+}  // namespace snap
