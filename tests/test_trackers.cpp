@@ -290,6 +290,27 @@ TEST(MprotectTracker, OnlyOneRegionAtATime) {
   second->stop();
 }
 
+// Re-enabling writes page by page splits the mapping; past vm.max_map_count mprotect fails, and the
+// tracker must fall back to "every page dirty" rather than lose writes or loop on the fault.
+TEST(MprotectTracker, FallsBackToAllDirtyAtTheMappingLimit) {
+  std::ifstream limit_file("/proc/sys/vm/max_map_count");
+  uint64_t limit = 0;
+  if (!(limit_file >> limit) || limit > 70000) GTEST_SKIP() << "vm.max_map_count is " << limit << ": too large to reach quickly";
+  // Every other page written gives two mappings per written page: enough to cross the limit.
+  const uint64_t pages = limit + 1024;
+  Region region({pages * kPageSize, 0.0, false, -1, 1});
+  auto tracker = make_tracker("mprotect");
+  tracker->start(region, ParamValues());
+  for (uint64_t p = 0; p < pages; p += 2) write_page(region, p, p + 1);
+  std::vector<uint64_t> got = collect(*tracker);
+  EXPECT_EQ(got.size(), pages) << "past the mapping limit every page must count as dirty";
+  for (uint64_t p = 0; p < pages; p += 2) ASSERT_EQ(read_word(region, p, p + 1), p + 1);
+  // Re-protected as one mapping again: back to exact tracking.
+  write_page(region, 7, 70);
+  EXPECT_EQ(collect(*tracker), std::vector<uint64_t>{7});
+  tracker->stop();
+}
+
 // A SIGSEGV that is not a write to the tracked region must still kill the process with SIGSEGV.
 enum class ForeignFault { kWriteReadOnlyPage, kNullRead, kRaise };
 
