@@ -154,6 +154,7 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
       apply_key(s, key, values[idx[a]], where);
       if (key != "strategy" && key != "tracker") label += " " + key + "=" + values[idx[a]];
     }
+    validate_params(s.params);  // before folding, so a typo in an unused unit's parameter still fails
     std::string why = fold_inapplicable(s);
     RunResult resolved = resolve_spec(s);  // validates; UsageError names the flag-like key
     std::string key = run_key(resolved, false) + std::to_string(s.seed) + "|" + (s.verify ? "v" : "") +

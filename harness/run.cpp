@@ -110,6 +110,15 @@ std::vector<ParamSpec> params_of_unit(const std::string& unit, bool& known) {
 
 }  // namespace
 
+void validate_params(const ParamAssignments& params) {
+  for (const auto& [unit, values] : params) {
+    bool known;
+    auto specs = params_of_unit(unit, known);
+    if (!known) throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy or tracker name)");
+    ParamValues check(unit, specs, values);  // throws on unknown or out-of-range values
+  }
+}
+
 RunResult resolve_spec(const RunSpec& spec) {
   RunResult res;
   res.spec = spec;
@@ -123,12 +132,7 @@ RunResult resolve_spec(const RunSpec& spec) {
   } else if (!spec.tracker.empty()) {
     throw UsageError("--tracker: strategy '" + spec.strategy + "' uses no dirty tracker");
   }
-  for (const auto& [unit, values] : spec.params) {
-    bool known;
-    auto specs = params_of_unit(unit, known);
-    if (!known) throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy or tracker name)");
-    ParamValues check(unit, specs, values);  // throws on unknown or out-of-range values
-  }
+  validate_params(spec.params);
   auto values_for = [&](const std::string& unit, const std::vector<ParamSpec>& specs) {
     auto it = spec.params.find(unit);
     return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
@@ -162,8 +166,10 @@ RunResult run_once(const RunSpec& spec) {
   const ParamValues strategy_params = values_for(strategy->name(), strategy->params());
   const ParamValues tracker_params = tracker ? values_for(res.tracker, tracker->params()) : ParamValues();
   const uint64_t pages = res.region_bytes / kPageSize;
-  // A generous upper bound of the stream (precopy re-saves pages): sinks reserve it lazily.
-  const uint64_t capacity = 4096 + pages * (kPageSize + 16) * 16 + 4096;
+  // An upper bound of the stream for in-memory sinks: precopy re-saves pages, up to once per pass
+  // (max_passes defaults to 30), so reserve 64 region-sized images. The mapping is MAP_NORESERVE:
+  // only the bytes actually written cost memory.
+  const uint64_t capacity = 4096 + pages * (kPageSize + 16) * 64 + 4096;
   SinkOptions sink_opts{spec.sink, spec.fsync, res.bandwidth_bytes_s, capacity};
   std::unique_ptr<Sink> sink = make_sink(sink_opts);  // UsageError on a bad spec or missing directory
 

@@ -63,6 +63,9 @@ struct RunResult {
   std::string notes;                   // strategy-specific key=value;...
 };
 
+// Checks every --set unit and value against the unit's declared parameters (UsageError if bad).
+void validate_params(const ParamAssignments& params);
+
 // Validates a spec and fills the parts of a result known before running (tracker, resolved
 // parameters, region size, rate and bandwidth targets); throws UsageError on bad input.
 RunResult resolve_spec(const RunSpec& spec);

@@ -76,7 +76,10 @@ TEST(Run, NoneMeasuresTheWorkloadAlone) {
   EXPECT_EQ(r.verified, "off");
   EXPECT_EQ(r.image.pages_saved, 0u);
   EXPECT_GT(r.write_count, 0u);
-  EXPECT_NEAR(r.rate_during_pages_s, 100.0 * 256, 100.0 * 256 * 0.2);
+  // Pacing accuracy is the workload tests' job; here only that the phase was measured (loose: a
+  // loaded 2-core machine can starve the writers for a while).
+  EXPECT_GT(r.rate_during_pages_s, 100.0 * 256 * 0.3);
+  EXPECT_LT(r.rate_during_pages_s, 100.0 * 256 * 1.2);
   EXPECT_GE(r.completion_s, 0.19);
 }
 
