@@ -2,9 +2,7 @@
 // DIR/results.csv (flushed), with a progress line, --resume, --shard and a clean stop on Ctrl-C.
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,18 +11,13 @@
 #include "core/error.h"
 #include "harness/commands.h"
 #include "harness/csv.h"
+#include "harness/interrupt.h"
 #include "harness/matrix.h"
 #include "harness/provenance.h"
 
 namespace snap {
 
 namespace {
-
-std::atomic<int> g_interrupts{0};
-void on_interrupt(int) {
-  // First signal: finish the run in progress (its cleanup must run) and stop. Second: leave now.
-  if (g_interrupts.fetch_add(1) >= 1) _exit(130);
-}
 
 std::string fmt_duration(double s) {
   char b[32];
@@ -110,16 +103,13 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
                       {"shard", o->shard}, {"skipped", m.skipped}};
     write_json(o->out + "/meta.json", meta);
 
-    struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
+    InterruptGuard guard;
     const bool progress = !o->quiet && isatty(STDERR_FILENO);
     const auto t0 = std::chrono::steady_clock::now();
     size_t i = 0, ran = 0, failed = 0, skipped = 0;
-    for (int rep = 0; rep < m.reps && !g_interrupts; ++rep) {
+    for (int rep = 0; rep < m.reps && !InterruptGuard::interrupted(); ++rep) {
       for (size_t k : shuffled_order(cases.size(), m.shuffle_seed, rep)) {
-        if (g_interrupts) break;
+        if (InterruptGuard::interrupted()) break;
         ++i;
         RunSpec spec = cases[k].spec;
         spec.rep = rep;
@@ -141,14 +131,12 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
         }
       }
     }
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (progress) std::fprintf(stderr, "\r\033[K");
     std::fprintf(stderr, "snapbench matrix: %zu runs done, %zu skipped (resume), %zu failed, in %s%s -> %s\n", ran,
-                 skipped, failed, fmt_duration(elapsed).c_str(), g_interrupts ? " (interrupted)" : "",
+                 skipped, failed, fmt_duration(elapsed).c_str(), InterruptGuard::interrupted() ? " (interrupted)" : "",
                  csv_path.c_str());
-    rc = g_interrupts ? 130 : (failed ? 1 : 0);
+    rc = InterruptGuard::interrupted() ? 130 : (failed ? 1 : 0);
   });
 }
 

@@ -8,6 +8,7 @@
 #include "core/units.h"
 #include "harness/commands.h"
 #include "harness/csv.h"
+#include "harness/interrupt.h"
 #include "harness/provenance.h"
 #include "harness/run.h"
 #include "harness/summary.h"
@@ -65,14 +66,15 @@ void add_run_command(CLI::App& app, int& rc, const std::vector<std::string>& arg
       write_json(meta_path_for(o->out), provenance(argv));
     }
     bool all_ok = true;
-    for (int rep = 0; rep < o->reps; ++rep) {
+    InterruptGuard guard;
+    for (int rep = 0; rep < o->reps && !InterruptGuard::interrupted(); ++rep) {
       spec.rep = rep;
       RunResult r = run_once(spec);
       if (csv) csv->append(r);
       if (!o->quiet) print_summary(stdout, r, rep, o->reps);
       all_ok = all_ok && r.status != RunStatus::kFailed;
     }
-    rc = all_ok ? 0 : 1;
+    rc = InterruptGuard::interrupted() ? 130 : all_ok ? 0 : 1;
   });
 }
 

@@ -127,3 +127,31 @@ TEST(Matrix, RunsResumesAndRefusesToOverwrite) {
   EXPECT_EQ(count_rows(), 8u);
   EXPECT_TRUE(std::ifstream(out + "/meta.json").good());
 }
+
+TEST(Matrix, InterruptFinishesTheRunInProgressAndKeepsEveryRow) {
+  snaptest::TempDir tmp;
+  const std::string spec = tmp / "m.toml";
+  std::ofstream(spec) << "reps = 50\n[fixed]\nmem = \"8M\"\nwriters = 1\nwarmup = 0.05\nverify = true\n"
+                         "rate = \"5MiB/s\"\n[axes]\nstrategy = [\"stop-copy\", \"uffd-wp\", \"fork-cow\", \"precopy\"]\n";
+  const std::string out = tmp / "out";
+  // SIGINT after a moment: the matrix must stop early, exit 130 and leave only complete rows.
+  std::string script = "sh -c '" + std::string(SNAPBENCH_BINARY) + " matrix " + spec + " --out " + out +
+                       " -q & pid=$!; sleep 1.5; kill -INT $pid; wait $pid; echo rc=$?'";
+  FILE* p = popen(script.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) text += buf;
+  pclose(p);
+  EXPECT_NE(text.find("rc=130"), std::string::npos) << text;
+  std::ifstream in(out + "/results.csv");
+  std::string header;
+  ASSERT_TRUE(std::getline(in, header));
+  const size_t cols = csv_split(header).size();
+  size_t rows = 0;
+  for (std::string line; std::getline(in, line); ++rows) {
+    EXPECT_EQ(csv_split(line).size(), cols) << line;
+    EXPECT_NE(line.find(",ok,"), std::string::npos) << line;
+  }
+  EXPECT_LT(rows, 200u);  // it stopped early
+}
