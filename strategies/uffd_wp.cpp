@@ -42,8 +42,9 @@ FaultWait parse_fault_wait(const std::string& text) {
 
 // The fault thread's scheduling policy. `fifo` (real-time) wakes it ahead of everything the moment
 // a fault arrives; `idle` lets a spinning thread poll only on an otherwise idle core, so a writer it
-// wakes preempts it at once, on the same core, without an inter-processor interrupt. `auto` picks
-// idle for spin and fifo for poll/read. A refused policy (no permission) falls back to normal.
+// wakes preempts it at once (but a busy machine can starve it: the saver then serves the faults).
+// `auto` picks fifo for poll/read and normal for spin (a real-time spinner would monopolise its
+// core). A refused policy (no permission) falls back to normal.
 enum class FaultSched { kAuto, kNormal, kFifo, kIdle };
 
 FaultSched parse_fault_sched(const std::string& text) {
@@ -254,7 +255,8 @@ class FaultHandler {
 
  private:
   FaultSched apply_policy(FaultSched policy) {
-    if (policy == FaultSched::kAuto) policy = wait_ == FaultWait::kSpin ? FaultSched::kIdle : FaultSched::kFifo;
+    if (policy == FaultSched::kAuto) policy = wait_ == FaultWait::kSpin ? FaultSched::kNormal : FaultSched::kFifo;
+    if (policy == FaultSched::kFifo && wait_ == FaultWait::kSpin) policy = FaultSched::kNormal;
     sched_param sp{};
     int rc = 0;
     if (policy == FaultSched::kFifo) {
@@ -511,9 +513,9 @@ class UffdWpStrategy : public Strategy {
     return {
         {"chunk_pages", ParamSpec::Type::kInt, "64", 1, 65536,
          "pages the saver claims, copies and un-protects at a time (writers hitting the chunk wait for it)"},
-        {"fault_wait", ParamSpec::Type::kString, "spin", 0, 0,
-         "how the fault thread waits for faults: spin (busy-poll, lowest latency, burns a core), "
-         "poll, read (blocking)"},
+        {"fault_wait", ParamSpec::Type::kString, "read", 0, 0,
+         "how the fault thread waits for faults: read (blocking read, the fastest measured here), poll, "
+         "spin (busy-polls a non-blocking fd, burns a core)"},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
          "copy-aside ring size in pages; when full the fault thread waits for the saver"},
         {"staging", ParamSpec::Type::kBool, "true", 0, 0,
@@ -524,9 +526,11 @@ class UffdWpStrategy : public Strategy {
         {"saver_serves_faults", ParamSpec::Type::kBool, "true", 0, 0,
          "the saver also serves waiting faults between chunks (spin/poll only), so a starved fault thread "
          "cannot stall writers for long"},
+        {"saver_yield", ParamSpec::Type::kBool, "true", 0, 0,
+         "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
         {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
-         "fault thread scheduling: auto (idle for spin, fifo for poll/read), normal, fifo (SCHED_FIFO), "
-         "idle (SCHED_IDLE); falls back to normal without permission"},
+         "fault thread scheduling: auto (fifo for poll/read, normal for spin), normal, fifo (SCHED_FIFO; "
+         "never for spin), idle (SCHED_IDLE); falls back to normal without permission"},
     };
   }
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
@@ -591,8 +595,13 @@ class UffdWpStrategy : public Strategy {
     const uint64_t base_page = reinterpret_cast<uint64_t>(region.base()) / kPageSize;
     size_t saver_pages = 0;
     size_t aside_pages = 0;
+    const bool saver_yields = ctx.params.get_bool("saver_yield");
     for (size_t first = 0; first < pages;) {
       handler.rethrow_if_failed();
+      // A writer woken on the saver's core would otherwise wait for the saver's time slice to end
+      // (up to milliseconds); yielding between chunks bounds that wait to one chunk. Costs one
+      // cheap system call per chunk when nothing else is runnable.
+      if (saver_yields) sched_yield();
       if (saver_service) saver_pages += saver_service->serve(writer);
       aside_pages += ring.drain(save_aside);
       const size_t last = std::min(pages, size_t((base_page + first) / chunk_pages + 1) * chunk_pages - size_t(base_page));

@@ -445,21 +445,47 @@ TEST(UffdWp, EndToEndVerifiesAcrossPatternsPopulationAndThp) {
   }
 }
 
-TEST(UffdWp, EndToEndEveryFaultWaitMode) {
+// Every fault-servicing variant verifies, and the notes say which wait mode and scheduling policy
+// were in force (a policy the process may not use falls back to normal).
+TEST(UffdWp, EndToEndEveryFaultServicingVariant) {
   SKIP_WITHOUT_UFFD_WP();
-  for (const char* wait : kFaultWaits) {
-    for (const char* staging : {"true", "false"}) {
-      RunSpec s = uffd_spec();
-      s.rate = "200MiB/s";
-      s.params["uffd-wp"]["fault_wait"] = wait;
-      s.params["uffd-wp"]["staging"] = staging;
-      SCOPED_TRACE(std::string(wait) + " staging=" + staging);
-      RunResult r = run_once(s);
-      EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
-      EXPECT_EQ(r.verified, "pass") << r.verify_detail;
-      EXPECT_EQ(r.image.duplicate_pages, 0u);
-      EXPECT_NE(r.notes.find(std::string("fault_wait=") + wait), std::string::npos) << r.notes;
+  struct Case {
+    const char* fault_wait;
+    const char* fault_sched;
+    const char* expected_sched;  // "fifo|normal": either, depending on permission
+    const char* staging;
+    const char* saver_serves_faults;
+    const char* saver_yield;
+  } cases[] = {
+      {"read", "auto", "fifo|normal", "true", "true", "true"},   {"read", "normal", "normal", "false", "true", "false"},
+      {"poll", "auto", "fifo|normal", "true", "false", "true"},  {"poll", "idle", "idle|normal", "false", "true", "true"},
+      {"spin", "auto", "normal", "true", "true", "true"},        {"spin", "fifo", "normal", "true", "false", "false"},
+      {"spin", "idle", "idle|normal", "false", "true", "true"},
+  };
+  for (const auto& c : cases) {
+    RunSpec s = uffd_spec();
+    s.rate = "200MiB/s";
+    s.params["uffd-wp"] = {{"fault_wait", c.fault_wait},
+                           {"fault_sched", c.fault_sched},
+                           {"staging", c.staging},
+                           {"saver_serves_faults", c.saver_serves_faults},
+                           {"saver_yield", c.saver_yield}};
+    SCOPED_TRACE(std::string(c.fault_wait) + " sched=" + c.fault_sched + " staging=" + c.staging +
+                 " saver_serves_faults=" + c.saver_serves_faults + " saver_yield=" + c.saver_yield);
+    RunResult r = run_once(s);
+    EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+    EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+    EXPECT_EQ(r.image.duplicate_pages, 0u);
+    EXPECT_TRUE(note_has(r.notes, std::string("fault_wait=") + c.fault_wait)) << r.notes;
+    bool sched_ok = false;
+    std::string expected = c.expected_sched;
+    for (size_t from = 0; from <= expected.size();) {
+      size_t bar = expected.find('|', from);
+      if (bar == std::string::npos) bar = expected.size();
+      sched_ok |= note_has(r.notes, "fault_sched=" + expected.substr(from, bar - from));
+      from = bar + 1;
     }
+    EXPECT_TRUE(sched_ok) << r.notes;
   }
 }
 
