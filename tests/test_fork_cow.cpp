@@ -175,9 +175,11 @@ TEST(ForkCow, ImageIsTheForkInstantAndCowCopiesAreCounted) {
   struct Case {
     double populate;
     bool thp;
-  } cases[] = {{1.0, false}, {0.3, false}, {1.0, true}, {0.3, true}};
+    std::string sample_ms;  // "1": periodic samples too, which must not change the peak's bounds
+  } cases[] = {{1.0, false, "0"}, {0.3, false, "1"}, {1.0, true, "1"}, {0.3, true, "0"}};
   for (const auto& c : cases) {
-    SCOPED_TRACE("populate=" + std::to_string(c.populate) + " thp=" + std::to_string(c.thp));
+    SCOPED_TRACE("populate=" + std::to_string(c.populate) + " thp=" + std::to_string(c.thp) +
+                 " sample_ms=" + c.sample_ms);
     Region region({32ull << 20, c.populate, c.thp, -1, 7});
     // One populated target per 2 MiB block, so with THP each write hits a different huge page.
     std::vector<size_t> targets, untouched;
@@ -207,7 +209,7 @@ TEST(ForkCow, ImageIsTheForkInstantAndCowCopiesAreCounted) {
     };
     FakeControl control(region, overwrite);
     SharedBufferSink sink(image_capacity(region));
-    Snap snap;
+    Snap snap({{"sample_ms", c.sample_ms}});
     snap.run(region, control, sink);
 
     EXPECT_EQ(control.pauses, 1);
@@ -246,6 +248,7 @@ TEST(ForkCow, ImageIsTheForkInstantAndCowCopiesAreCounted) {
     EXPECT_GE(snap.metrics.extra_rss_bytes, cow_region);
     EXPECT_LE(snap.metrics.extra_rss_bytes, cow_region + (4ull << 20));
     EXPECT_GT(note_u64(snap.metrics.notes, "child_pte_bytes"), 0u);
+    EXPECT_GE(note_u64(snap.metrics.notes, "cow_samples"), 1u);  // at least the final one
   }
 }
 
