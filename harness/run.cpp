@@ -41,6 +41,8 @@ class Reference {
     if (p == MAP_FAILED) throw_errno("mmap of the verify reference");
     base_ = static_cast<uint8_t*>(p);
     madvise(base_, bytes_, MADV_NOHUGEPAGE);
+    // Only the parent compares; a fork-cow child need not inherit (and fork need not copy) its tables.
+    madvise(base_, bytes_, MADV_DONTFORK);
   }
   ~Reference() { munmap(base_, bytes_); }
   uint8_t* data() const { return base_; }
