@@ -227,11 +227,15 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
       {"poll", true, 1.0, "7", "false", "true"},   {"read", false, 0.0, "4096", "true", "true"},
       {"poll", false, 0.3, "64", "true", "false"}, {"spin", true, 0.3, "512", "false", "false"},
   };
-  for (const auto& c : cases) {
+  // An odd size too: the last chunk and the last bitmap word are partial.
+  const uint64_t sizes[] = {16ull << 20, (16ull << 20) + 5 * kPageSize};
+  for (size_t k = 0; k < std::size(cases); ++k) {
+    const Case& c = cases[k];
+    const uint64_t bytes = sizes[k % 2];
     SCOPED_TRACE(std::string(c.fault_wait) + " thp=" + std::to_string(c.thp) + " populate=" +
                  std::to_string(c.populate) + " chunk=" + c.chunk_pages + " staging=" + c.staging +
-                 " wp_unpopulated=" + c.wp_unpopulated);
-    Region region(RegionOptions{16ull << 20, c.populate, c.thp, -1, 7});
+                 " wp_unpopulated=" + c.wp_unpopulated + " bytes=" + std::to_string(bytes));
+    Region region(RegionOptions{bytes, c.populate, c.thp, -1, 7});
     TestWriters writers(region, 2, std::chrono::microseconds(5));
     VectorSink sink;
     DirectRun run = snapshot_directly(region, writers, sink,
