@@ -31,13 +31,16 @@ namespace snap {
 namespace {
 
 // How the fault thread waits for the next write fault (a latency/CPU trade-off benchmarked later).
-enum class FaultWait { kSpin, kPoll, kRead };
+// `saver` has no fault thread at all: the saver serves faults between chunks, as QEMU's migration
+// thread does (fewer threads competing for cores, but a writer waits while the sink blocks).
+enum class FaultWait { kSpin, kPoll, kRead, kSaver };
 
 FaultWait parse_fault_wait(const std::string& text) {
   if (text == "spin") return FaultWait::kSpin;
   if (text == "poll") return FaultWait::kPoll;
   if (text == "read") return FaultWait::kRead;
-  throw UsageError("--set uffd-wp.fault_wait: '" + text + "' is not one of spin, poll, read");
+  if (text == "saver") return FaultWait::kSaver;
+  throw UsageError("--set uffd-wp.fault_wait: '" + text + "' is not one of read, poll, spin, saver");
 }
 
 // The fault thread's scheduling policy. `fifo` (real-time) wakes it ahead of everything the moment
@@ -311,6 +314,8 @@ class FaultHandler {
         case FaultWait::kRead:
           got = read(fd, msgs, sizeof msgs);  // blocking fd
           break;
+        case FaultWait::kSaver:
+          return;  // no fault thread in this mode
       }
       if (got < 0) {
         if (errno == EINTR) continue;
@@ -514,8 +519,9 @@ class UffdWpStrategy : public Strategy {
         {"chunk_pages", ParamSpec::Type::kInt, "64", 1, 65536,
          "pages the saver claims, copies and un-protects at a time (writers hitting the chunk wait for it)"},
         {"fault_wait", ParamSpec::Type::kString, "read", 0, 0,
-         "how the fault thread waits for faults: read (blocking read, the fastest measured here), poll, "
-         "spin (busy-polls a non-blocking fd, burns a core)"},
+         "how the fault thread waits for faults: read (blocking read), poll, spin (busy-polls a "
+         "non-blocking fd, burns a core), or saver (no fault thread: the saver serves faults between "
+         "chunks, QEMU-style; writers then wait while the sink blocks)"},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
          "copy-aside ring size in pages; when full the fault thread waits for the saver"},
         {"staging", ParamSpec::Type::kBool, "true", 0, 0,
@@ -524,8 +530,8 @@ class UffdWpStrategy : public Strategy {
          "use UFFD_FEATURE_WP_UNPOPULATED when the kernel offers it; false pre-faults never-touched pages "
          "with a read instead (QEMU's way on older kernels)"},
         {"saver_serves_faults", ParamSpec::Type::kBool, "true", 0, 0,
-         "the saver also serves waiting faults between chunks (spin/poll only), so a starved fault thread "
-         "cannot stall writers for long"},
+         "the saver also serves waiting faults between chunks (spin/poll; always with saver), so a starved "
+         "fault thread cannot stall writers for long"},
         {"saver_yield", ParamSpec::Type::kBool, "true", 0, 0,
          "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
         {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
@@ -568,10 +574,15 @@ class UffdWpStrategy : public Strategy {
     WpRegistration registration(uffd, region);
     std::unique_ptr<StopSentinel> sentinel;
     if (wait == FaultWait::kRead) sentinel = std::make_unique<StopSentinel>(uffd);
-    FaultHandler handler(uffd, region, claims, ring, wait, sentinel.get(), sched);
-    ctx.metrics.note("fault_sched", handler.sched_name());
+    std::unique_ptr<FaultHandler> handler;
+    if (wait != FaultWait::kSaver) {
+      handler = std::make_unique<FaultHandler>(uffd, region, claims, ring, wait, sentinel.get(), sched);
+      ctx.metrics.note("fault_sched", handler->sched_name());
+    } else {
+      ctx.metrics.note("fault_sched", "none");
+    }
     std::unique_ptr<SaverFaultService> saver_service;
-    if (ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead) {
+    if ((ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead) || wait == FaultWait::kSaver) {
       saver_service = std::make_unique<SaverFaultService>(uffd, region, claims);
       ctx.metrics.extra_rss_bytes += saver_service->bytes();
     }
@@ -597,7 +608,7 @@ class UffdWpStrategy : public Strategy {
     size_t aside_pages = 0;
     const bool saver_yields = ctx.params.get_bool("saver_yield");
     for (size_t first = 0; first < pages;) {
-      handler.rethrow_if_failed();
+      if (handler) handler->rethrow_if_failed();
       // A writer woken on the saver's core would otherwise wait for the saver's time slice to end
       // (up to milliseconds); yielding between chunks bounds that wait to one chunk. Costs one
       // cheap system call per chunk when nothing else is runnable.
@@ -609,25 +620,27 @@ class UffdWpStrategy : public Strategy {
       first = last;
     }
     // Every page is claimed now; wait for the pages the fault thread took to come out of the ring.
-    handler.end_idle_policy();
+    if (handler) handler->end_idle_policy();
     while (saver_pages + aside_pages < pages) {
-      handler.rethrow_if_failed();
+      if (handler) handler->rethrow_if_failed();
       if (saver_service) saver_pages += saver_service->serve(writer);
       const size_t n = ring.drain(save_aside);
       aside_pages += n;
       if (n == 0) sched_yield();
     }
 
-    handler.stop();
-    handler.rethrow_if_failed();
+    if (handler) {
+      handler->stop();
+      handler->rethrow_if_failed();
+    }
     registration.release();
     writer.finish();
 
     const uint64_t saver_faults = saver_service ? saver_service->messages() : 0;
-    ctx.metrics.faults = handler.fault_messages() + saver_faults;
+    ctx.metrics.faults = (handler ? handler->fault_messages() : 0) + saver_faults;
     ctx.metrics.passes = 1;
-    ctx.metrics.note("fault_copies", std::to_string(handler.pages_copied()));
-    ctx.metrics.note("ring_full_waits", std::to_string(handler.ring_full_waits()));
+    ctx.metrics.note("fault_copies", std::to_string(handler ? handler->pages_copied() : 0));
+    ctx.metrics.note("ring_full_waits", std::to_string(handler ? handler->ring_full_waits() : 0));
     ctx.metrics.note("saver_faults", std::to_string(saver_faults));
     ctx.metrics.image = writer.stats();
   }

@@ -196,7 +196,8 @@ bool note_has(const std::string& notes, const std::string& key_value) {
   return (";" + notes + ";").find(";" + key_value + ";") != std::string::npos;
 }
 
-const char* const kFaultWaits[] = {"spin", "poll", "read"};
+// Every fault_wait mode (`saver` has no fault thread: the saver serves faults between chunks).
+const char* const kFaultWaits[] = {"spin", "poll", "read", "saver"};
 
 }  // namespace
 
@@ -226,6 +227,7 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
       {"read", true, 1.0, "512", "false", "true"}, {"spin", true, 0.3, "1", "true", "true"},
       {"poll", true, 1.0, "7", "false", "true"},   {"read", false, 0.0, "4096", "true", "true"},
       {"poll", false, 0.3, "64", "true", "false"}, {"spin", true, 0.3, "512", "false", "false"},
+      {"saver", false, 1.0, "16", "true", "true"}, {"saver", true, 0.3, "64", "false", "false"},
   };
   // An odd size too: the last chunk and the last bitmap word are partial.
   const uint64_t sizes[] = {16ull << 20, (16ull << 20) + 5 * kPageSize};
@@ -464,7 +466,7 @@ TEST(UffdWp, EndToEndEveryFaultServicingVariant) {
       {"read", "auto", "fifo|normal", "true", "true", "true"},   {"read", "normal", "normal", "false", "true", "false"},
       {"poll", "auto", "fifo|normal", "true", "false", "true"},  {"poll", "idle", "idle|normal", "false", "true", "true"},
       {"spin", "auto", "normal", "true", "true", "true"},        {"spin", "fifo", "normal", "true", "false", "false"},
-      {"spin", "idle", "idle|normal", "false", "true", "true"},
+      {"spin", "idle", "idle|normal", "false", "true", "true"},  {"saver", "auto", "none", "true", "true", "true"},
   };
   for (const auto& c : cases) {
     RunSpec s = uffd_spec();
