@@ -272,6 +272,7 @@ class FaultHandler {
   }
 
   void run() noexcept {
+    pthread_setname_np(pthread_self(), "snap-uffd-fault");  // so profiles and top tell it apart
     try {
       loop();
     } catch (...) {
