@@ -1,6 +1,7 @@
 // Validation and typed access for unit parameters (--set UNIT.PARAM=VALUE).
 #include "core/params.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -67,7 +68,14 @@ ParamValues::ParamValues(const std::string& unit, const std::vector<ParamSpec>& 
       bool ok;
       value = normalise_bool(text, ok);
       if (!ok) throw UsageError("--set " + full + ": '" + text + "' is not a bool (true/false)");
-    } else if (spec->type != ParamSpec::Type::kString) {
+    } else if (spec->type == ParamSpec::Type::kString) {
+      if (!spec->choices.empty() &&
+          std::find(spec->choices.begin(), spec->choices.end(), text) == spec->choices.end()) {
+        std::string allowed;
+        for (const auto& c : spec->choices) allowed += (allowed.empty() ? "" : "|") + c;
+        throw UsageError("--set " + full + ": '" + text + "' is not one of " + allowed);
+      }
+    } else {
       double v;
       if (!parse_number(text, spec->type == ParamSpec::Type::kInt, v))
         throw UsageError("--set " + full + ": '" + text + "' is not a " + type_name(spec->type));

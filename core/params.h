@@ -10,11 +10,18 @@ namespace snap {
 
 struct ParamSpec {
   enum class Type { kInt, kDouble, kBool, kString };
+  ParamSpec() = default;
+  // A constructor rather than aggregate init, so `choices` may be left out of brace lists.
+  ParamSpec(std::string n, Type t, std::string def, double lo, double hi, std::string h,
+            std::vector<std::string> allowed = {})
+      : name(std::move(n)), type(t), default_value(std::move(def)), min(lo), max(hi), help(std::move(h)),
+        choices(std::move(allowed)) {}
   std::string name;  // without the unit prefix, e.g. "chunk_pages"
   Type type = Type::kInt;
   std::string default_value;
   double min = 0, max = 0;  // inclusive bounds for numbers, enforced when min < max
   std::string help;
+  std::vector<std::string> choices;  // kString: the allowed values (empty = any)
 };
 
 // Values for one unit (strategy, tracker, workload pattern), after validation against its specs.

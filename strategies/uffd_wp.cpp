@@ -522,7 +522,8 @@ class UffdWpStrategy : public Strategy {
         {"fault_wait", ParamSpec::Type::kString, "read", 0, 0,
          "how the fault thread waits for faults: read (blocking read), poll, spin (busy-polls a "
          "non-blocking fd, burns a core), or saver (no fault thread: the saver serves faults between "
-         "chunks, QEMU-style; writers then wait while the sink blocks)"},
+         "chunks, QEMU-style; writers then wait while the sink blocks)",
+         {"read", "poll", "spin", "saver"}},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
          "copy-aside ring size in pages; when full the fault thread waits for the saver"},
         {"staging", ParamSpec::Type::kBool, "true", 0, 0,
@@ -537,7 +538,8 @@ class UffdWpStrategy : public Strategy {
          "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
         {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
          "fault thread scheduling: auto (fifo for poll/read, normal for spin), normal, fifo (SCHED_FIFO; "
-         "never for spin), idle (SCHED_IDLE); falls back to normal without permission"},
+         "never for spin), idle (SCHED_IDLE); falls back to normal without permission",
+         {"auto", "normal", "fifo", "idle"}},
     };
   }
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }

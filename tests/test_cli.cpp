@@ -24,6 +24,7 @@ TEST(Cli, BadInputIsExitTwoNamingTheFlag) {
       {"run --mem 16M --set stop-copy.nope=1", "stop-copy.nope"},
       {"run --mem 16M --set stop-copy.chunk_pages=0", "stop-copy.chunk_pages"},
       {"run --mem 16M --set nounit.x=1", "nounit"},
+      {"run --mem 16M --strategy uffd-wp --set uffd-wp.fault_wait=sometimes", "uffd-wp.fault_wait"},
       {"run --mem 16M --set malformed", "--set"},
       {"run --mem 16M --tracker mprotect --strategy stop-copy", "--tracker"},
       {"run --mem 16M --strategy precopy --tracker nosuch", "--tracker"},

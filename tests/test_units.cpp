@@ -48,7 +48,7 @@ TEST(Params, DefaultsSetAndErrors) {
   std::vector<ParamSpec> specs = {{"chunk_pages", ParamSpec::Type::kInt, "512", 1, 65536, "h"},
                                   {"ratio", ParamSpec::Type::kDouble, "0.5", 0, 1, "h"},
                                   {"spin", ParamSpec::Type::kBool, "false", 0, 0, "h"},
-                                  {"mode", ParamSpec::Type::kString, "poll", 0, 0, "h"}};
+                                  {"mode", ParamSpec::Type::kString, "poll", 0, 0, "h", {"poll", "read"}}};
   ParamValues d("u", specs, {});
   EXPECT_EQ(d.get_int("chunk_pages"), 512);
   EXPECT_DOUBLE_EQ(d.get_double("ratio"), 0.5);
@@ -58,7 +58,7 @@ TEST(Params, DefaultsSetAndErrors) {
   EXPECT_TRUE(s.get_bool("spin"));
   EXPECT_EQ(s.get_string("mode"), "read");
   for (auto bad : std::vector<std::map<std::string, std::string>>{
-           {{"nope", "1"}}, {{"chunk_pages", "0"}}, {{"chunk_pages", "1.5"}}, {{"ratio", "2"}}, {{"spin", "maybe"}}})
+           {{"nope", "1"}}, {{"chunk_pages", "0"}}, {{"mode", "bogus"}}, {{"chunk_pages", "1.5"}}, {{"ratio", "2"}}, {{"spin", "maybe"}}})
     EXPECT_THROW(ParamValues("u", specs, bad), UsageError);
 }
 
