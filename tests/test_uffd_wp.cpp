@@ -393,13 +393,21 @@ TEST(UffdWp, FailingSinkLeavesNothingProtected) {
 }
 
 TEST(UffdWp, UnknownFaultWaitIsRejected) {
-  SKIP_WITHOUT_UFFD_WP();
-  Region region(RegionOptions{1ull << 20, 1.0, false, -1, 1});
-  TestWriters writers(region, 0, std::chrono::microseconds(0));
-  VectorSink sink;
-  DirectRun run = snapshot_directly(region, writers, sink, {{"fault_wait", "sleep"}});
-  EXPECT_NE(run.error.find("fault_wait"), std::string::npos) << run.error;
-  EXPECT_EQ(writers.consistency_points(), 0);
+  // The declared choices reject a bad value before any snapshot starts: a usage error (exit 2).
+  auto strategy = make_strategy("uffd-wp");
+  for (const char* param : {"fault_wait", "fault_sched"}) {
+    try {
+      ParamValues values("uffd-wp", strategy->params(), {{param, "sleep"}});
+      ADD_FAILURE() << param << "=sleep accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(param), std::string::npos) << e.what();
+    }
+  }
+  RunSpec spec;
+  spec.strategy = "uffd-wp";
+  spec.mem_bytes = 1ull << 20;
+  spec.params["uffd-wp"]["fault_wait"] = "sleep";
+  EXPECT_THROW(run_once(spec), UsageError);
 }
 
 // ---- through the harness ----
