@@ -5,12 +5,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "core/error.h"
 #include "harness/commands.h"
 #include "harness/csv.h"
+#include "harness/csv_table.h"
 #include "harness/interrupt.h"
 #include "harness/matrix.h"
 #include "harness/provenance.h"
@@ -33,23 +33,16 @@ std::string fmt_duration(double s) {
 // Keys (case columns + seed + rep) of the rows already in a results CSV whose status is final.
 std::set<std::string> finished_runs(const std::string& csv) {
   std::set<std::string> done;
-  std::ifstream in(csv);
-  std::string header;
-  if (!std::getline(in, header)) return done;
-  if (header != csv_header())
+  if (!std::filesystem::exists(csv) || std::filesystem::file_size(csv) == 0) return done;
+  CsvTable table = read_csv_table(csv);
+  if (table.columns != csv_columns_names())
     throw UsageError("--resume: " + csv + " has other columns (another schema_version); use a new --out");
-  auto cols = csv_split(header);
-  auto index_of = [&](const std::string& name) {
-    for (size_t i = 0; i < cols.size(); ++i)
-      if (cols[i] == name) return i;
-    throw UsageError("--resume: " + csv + " lacks column " + name);
-  };
   std::vector<size_t> key_idx;
-  for (const auto& c : case_key_columns()) key_idx.push_back(index_of(c));
-  size_t seed = index_of("seed"), rep = index_of("rep"), status = index_of("status");
-  for (std::string line; std::getline(in, line);) {
-    auto f = csv_split(line);
-    if (f.size() != cols.size() || f[status] == "failed") continue;  // failed runs are run again
+  for (const auto& c : case_key_columns()) key_idx.push_back(table.require_column(c));
+  const size_t seed = table.require_column("seed"), rep = table.require_column("rep"),
+               status = table.require_column("status");
+  for (const auto& f : table.rows) {
+    if (f[status] == "failed") continue;  // failed runs are run again
     std::string key;
     for (size_t i : key_idx) key += f[i] + "|";
     done.insert(key + f[seed] + "|" + f[rep]);

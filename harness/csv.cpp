@@ -84,29 +84,10 @@ std::string csv_escape(const std::string& field) {
   return out + "\"";
 }
 
-std::vector<std::string> csv_split(const std::string& line) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        fields.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        fields.back() += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else if (c != '\r') {
-      fields.back() += c;
-    }
-  }
-  return fields;
+std::vector<std::string> csv_columns_names() {
+  std::vector<std::string> names;
+  for (const auto& c : csv_columns()) names.push_back(c.name);
+  return names;
 }
 
 const std::vector<std::string>& case_key_columns() {

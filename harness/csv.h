@@ -21,8 +21,8 @@ std::string csv_header();
 std::string csv_row(const RunResult& r);
 std::string csv_escape(const std::string& field);
 
-// Splits one CSV line as written by csv_row (RFC 4180 quoting, no embedded newlines).
-std::vector<std::string> csv_split(const std::string& line);
+// The column names in order (the header, split).
+std::vector<std::string> csv_columns_names();
 
 // The columns that identify a configuration (every parameter, not seed/rep or results): compare
 // matches runs on them, the matrix's --resume and merge add seed and rep.
