@@ -10,9 +10,7 @@
 
 namespace snap {
 
-namespace {
-
-const char* type_name(ParamSpec::Type t) {
+const char* param_type_name(ParamSpec::Type t) {
   switch (t) {
     case ParamSpec::Type::kInt: return "integer";
     case ParamSpec::Type::kDouble: return "number";
@@ -21,6 +19,8 @@ const char* type_name(ParamSpec::Type t) {
   }
   return "?";
 }
+
+namespace {
 
 bool parse_number(const std::string& s, bool integer, double& out) {
   if (s.empty()) return false;
@@ -78,7 +78,7 @@ ParamValues::ParamValues(const std::string& unit, const std::vector<ParamSpec>& 
     } else {
       double v;
       if (!parse_number(text, spec->type == ParamSpec::Type::kInt, v))
-        throw UsageError("--set " + full + ": '" + text + "' is not a " + type_name(spec->type));
+        throw UsageError("--set " + full + ": '" + text + "' is not a " + param_type_name(spec->type));
       if (spec->min < spec->max && (v < spec->min || v > spec->max))
         throw UsageError("--set " + full + ": " + text + " is out of range [" + std::to_string(spec->min) +
                          ", " + std::to_string(spec->max) + "]");

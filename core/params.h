@@ -24,6 +24,9 @@ struct ParamSpec {
   std::vector<std::string> choices;  // kString: the allowed values (empty = any)
 };
 
+// "integer", "number", "bool" or "string", for messages and listings.
+const char* param_type_name(ParamSpec::Type t);
+
 // Values for one unit (strategy, tracker, workload pattern), after validation against its specs.
 class ParamValues {
  public:

@@ -13,16 +13,6 @@ namespace snap {
 
 namespace {
 
-const char* type_name(ParamSpec::Type t) {
-  switch (t) {
-    case ParamSpec::Type::kInt: return "int";
-    case ParamSpec::Type::kDouble: return "number";
-    case ParamSpec::Type::kBool: return "bool";
-    case ParamSpec::Type::kString: return "string";
-  }
-  return "?";
-}
-
 void print_params(const std::string& unit, const std::vector<ParamSpec>& params) {
   for (const auto& p : params) {
     std::string bounds;
@@ -32,13 +22,13 @@ void print_params(const std::string& unit, const std::vector<ParamSpec>& params)
       std::snprintf(b, sizeof b, " [%g..%g]", p.min, p.max);
       bounds = b;
     }
-    std::string value = type_name(p.type);
+    std::string value = param_type_name(p.type);
     if (!p.choices.empty()) {
       value.clear();
       for (const auto& c : p.choices) value += (value.empty() ? "" : "|") + c;
     }
     std::printf("      --set %s.%s=%s  (%s%s, default %s)\n        %s\n", unit.c_str(), p.name.c_str(),
-                value.c_str(), type_name(p.type), bounds.c_str(), p.default_value.c_str(), p.help.c_str());
+                value.c_str(), param_type_name(p.type), bounds.c_str(), p.default_value.c_str(), p.help.c_str());
   }
 }
 

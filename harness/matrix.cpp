@@ -12,6 +12,7 @@
 #include "core/units.h"
 #include "harness/csv.h"
 #include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
 
 namespace snap {
 
@@ -81,7 +82,7 @@ std::string fold_inapplicable(RunSpec& s) {
     s.tracker.clear();
     dropped = "tracker axis for strategies without a tracker";
   }
-  std::string tracker = strategy->uses_tracker() ? (s.tracker.empty() ? "uffd-async" : s.tracker) : "";
+  std::string tracker = strategy->uses_tracker() ? (s.tracker.empty() ? kDefaultTracker : s.tracker) : "";
   for (auto it = s.params.begin(); it != s.params.end();) {
     if (it->first != s.strategy && it->first != tracker) {
       if (dropped.empty()) dropped = "parameters of units a case does not use";

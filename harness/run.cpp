@@ -121,16 +121,25 @@ void validate_params(const ParamAssignments& params) {
   }
 }
 
-RunResult resolve_spec(const RunSpec& spec) {
-  RunResult res;
-  res.spec = spec;
+namespace {
 
-  // ---- validation: every problem here is the user's, so it throws UsageError (exit 2) ----
-  auto strategy = make_strategy(spec.strategy);
-  std::unique_ptr<DirtyTracker> tracker;
-  if (strategy->uses_tracker()) {
-    res.tracker = spec.tracker.empty() ? "uffd-async" : spec.tracker;
-    tracker = make_tracker(res.tracker);
+// A validated spec with the units it names, built once and used by both resolve_spec and run_once.
+struct Resolved {
+  RunResult result;
+  std::unique_ptr<Strategy> strategy;
+  std::unique_ptr<DirtyTracker> tracker;  // null unless the strategy uses one
+  ParamValues strategy_params, tracker_params;
+};
+
+Resolved resolve(const RunSpec& spec) {
+  // Every problem here is the user's, so it throws UsageError (exit 2).
+  Resolved r;
+  RunResult& res = r.result;
+  res.spec = spec;
+  r.strategy = make_strategy(spec.strategy);
+  if (r.strategy->uses_tracker()) {
+    res.tracker = spec.tracker.empty() ? kDefaultTracker : spec.tracker;
+    r.tracker = make_tracker(res.tracker);
   } else if (!spec.tracker.empty()) {
     throw UsageError("--tracker: strategy '" + spec.strategy + "' uses no dirty tracker");
   }
@@ -139,11 +148,11 @@ RunResult resolve_spec(const RunSpec& spec) {
     auto it = spec.params.find(unit);
     return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
   };
-  const ParamValues strategy_params = values_for(strategy->name(), strategy->params());
-  const ParamValues tracker_params = tracker ? values_for(res.tracker, tracker->params()) : ParamValues();
-  res.params = strategy_params.describe();
-  if (tracker) {
-    std::string t = tracker_params.describe();
+  r.strategy_params = values_for(r.strategy->name(), r.strategy->params());
+  res.params = r.strategy_params.describe();
+  if (r.tracker) {
+    r.tracker_params = values_for(res.tracker, r.tracker->params());
+    std::string t = r.tracker_params.describe();
     if (!t.empty()) res.params += (res.params.empty() ? "" : ";") + t;
   }
   if (spec.writers < 0 || spec.writers > 1024) throw UsageError("--writers: must be between 0 and 1024");
@@ -154,19 +163,20 @@ RunResult resolve_spec(const RunSpec& spec) {
   check_pattern_spec(spec.pattern);
   if (spec.mem_bytes == 0) throw UsageError("--mem: the region must be at least one page");
   res.region_bytes = (spec.mem_bytes + kPageSize - 1) / kPageSize * kPageSize;
-  return res;
+  return r;
 }
 
+}  // namespace
+
+RunResult resolve_spec(const RunSpec& spec) { return resolve(spec).result; }
+
 RunResult run_once(const RunSpec& spec) {
-  RunResult res = resolve_spec(spec);
-  auto strategy = make_strategy(spec.strategy);
-  std::unique_ptr<DirtyTracker> tracker = res.tracker.empty() ? nullptr : make_tracker(res.tracker);
-  auto values_for = [&](const std::string& unit, const std::vector<ParamSpec>& specs) {
-    auto it = spec.params.find(unit);
-    return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
-  };
-  const ParamValues strategy_params = values_for(strategy->name(), strategy->params());
-  const ParamValues tracker_params = tracker ? values_for(res.tracker, tracker->params()) : ParamValues();
+  Resolved resolved = resolve(spec);
+  RunResult res = resolved.result;
+  auto& strategy = resolved.strategy;
+  auto& tracker = resolved.tracker;
+  const ParamValues& strategy_params = resolved.strategy_params;
+  const ParamValues& tracker_params = resolved.tracker_params;
   const uint64_t pages = res.region_bytes / kPageSize;
   // An upper bound of the stream for in-memory sinks: precopy re-saves pages, up to once per pass
   // (max_passes defaults to 30), so reserve 64 region-sized images. The mapping is MAP_NORESERVE:

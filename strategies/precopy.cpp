@@ -16,7 +16,6 @@ namespace snap {
 
 namespace {
 
-constexpr const char* kDefaultTracker = "uffd-async";
 constexpr size_t kFirstPassChunkPages = 256;  // pages per ImageWriter call in the full first pass
 
 // Saves the pages listed in `pages` (sorted, unique), one ImageWriter call per run of consecutive pages.

@@ -21,6 +21,7 @@
 #include "harness/run.h"
 #include "strategies/strategy.h"
 #include "tests/cli_helpers.h"
+#include "tests/test_support.h"
 
 using namespace snap;
 
@@ -302,17 +303,12 @@ TEST(ForkCow, ChildFailuresAreReportedAndReaped) {
 namespace {
 
 RunSpec fork_spec(const std::string& pattern, const std::string& rate, double populate, bool thp) {
-  RunSpec s;
-  s.strategy = "fork-cow";
+  RunSpec s = snaptest::verified_spec("fork-cow");
   s.pattern = pattern;
   s.rate = rate;
   s.populate = populate;
   s.thp = thp;
-  s.writers = 2;
-  s.mem_bytes = 32ull << 20;
   s.warmup_s = 0.1;
-  s.verify = true;
-  s.sink = "memory";
   return s;
 }
 

@@ -18,6 +18,7 @@
 #include "harness/run.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
+#include "tests/test_support.h"
 
 namespace snap {
 namespace {
@@ -30,14 +31,8 @@ std::vector<std::string> supported_trackers() {
 }
 
 RunSpec precopy_spec(const std::string& tracker) {
-  RunSpec s;
-  s.strategy = "precopy";
+  RunSpec s = snaptest::verified_spec("precopy");
   s.tracker = tracker;
-  s.mem_bytes = 32ull << 20;
-  s.writers = 2;
-  s.warmup_s = 0.05;
-  s.verify = true;
-  s.sink = "memory";
   return s;
 }
 
@@ -175,22 +170,16 @@ TEST_P(PrecopyPerTracker, StopsOnMaxPassesWithoutConverging) {
   EXPECT_GT(r.image.duplicate_pages, 0u);
 }
 
-struct sigaction segv_action() {
-  struct sigaction a {};
-  sigaction(SIGSEGV, nullptr, &a);
-  return a;
-}
-
 TEST_P(PrecopyPerTracker, FailingSinkFailsCleanlyAndTheNextRunWorks) {
   if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
-  const struct sigaction before = segv_action();
+  const struct sigaction before = snaptest::current_segv_action();
   RunSpec spec = precopy_spec(GetParam());
   spec.rate = "100MiB/s";
   spec.sink = "fail:100000";
   RunResult r = run_once(spec);
   EXPECT_EQ(r.status, RunStatus::kFailed);
   EXPECT_NE(r.reason.find("injected sink failure"), std::string::npos) << r.reason;
-  EXPECT_EQ(segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
+  EXPECT_EQ(snaptest::current_segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
 
   spec.sink = "memory";
   RunResult again = run_once(spec);
@@ -227,13 +216,12 @@ class RecordingControl final : public WorkloadControl {
   int pauses = 0, resumes = 0, consistency_points = 0;
 };
 
-constexpr uint64_t kPagemapUffdWp = uint64_t(1) << 57;
 
 TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
   if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
   auto strategy = make_strategy("precopy");
   Region region({8ull << 20, 1.0, false, -1, 5});
-  const struct sigaction before = segv_action();
+  const struct sigaction before = snaptest::current_segv_action();
   std::unique_ptr<Sink> sink = make_sink({"fail:100000", false, 0, 0});
   RecordingControl control;
   StrategyMetrics metrics;
@@ -244,15 +232,9 @@ TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
 
   EXPECT_FALSE(control.paused) << "writers left paused";
   EXPECT_EQ(control.pauses, control.resumes);
-  EXPECT_EQ(segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
+  EXPECT_EQ(snaptest::current_segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
   // No page left write-protected (uffd) or read-only (mprotect: a write would crash here).
-  std::vector<uint64_t> entries(region.pages());
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(pread(fd, entries.data(), entries.size() * 8, off_t(uintptr_t(region.base()) / kPageSize * 8)),
-            ssize_t(entries.size() * 8));
-  close(fd);
-  EXPECT_EQ(std::count_if(entries.begin(), entries.end(), [](uint64_t e) { return (e & kPagemapUffdWp) != 0; }), 0);
+  EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
   for (size_t p = 0; p < region.pages(); ++p) region.page(p)[100] = uint8_t(p | 1);
   for (size_t p = 0; p < region.pages(); ++p) ASSERT_EQ(region.page(p)[100], uint8_t(p | 1));
 }

@@ -11,20 +11,16 @@
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 #include "tests/cli_helpers.h"
+#include "tests/test_support.h"
 
 using namespace snap;
 
 namespace {
 
 RunSpec small(const std::string& strategy) {
-  RunSpec s;
-  s.strategy = strategy;
-  s.mem_bytes = 32ull << 20;
-  s.writers = 2;
+  RunSpec s = snaptest::verified_spec(strategy);
   s.rate = "100MiB/s";
   s.warmup_s = 0.1;
-  s.verify = true;
-  s.sink = "memory";
   return s;
 }
 

@@ -25,12 +25,12 @@
 #include "core/region.h"
 #include "core/units.h"
 #include "strategies/tracking/tracker.h"
+#include "tests/test_support.h"
 
 namespace snap {
 namespace {
 
 constexpr uint64_t kHugePages = (2u << 20) / kPageSize;  // 4 KiB pages per 2 MiB THP
-constexpr uint64_t kPagemapUffdWp = uint64_t(1) << 57;   // pte is uffd-wp write-protected
 
 struct TrackerCase {
   std::string tracker;
@@ -88,17 +88,6 @@ uint64_t read_every_page(Region& region) {
   uint64_t sum = 0;
   for (size_t i = 0; i < region.pages(); ++i) sum += *reinterpret_cast<volatile uint64_t*>(region.page(i) + 8);
   return sum;
-}
-
-std::vector<uint64_t> pagemap_entries(Region& region) {
-  std::vector<uint64_t> entries(region.pages());
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0);
-  if (fd < 0) return {};
-  const off_t off = off_t(reinterpret_cast<uintptr_t>(region.base()) / kPageSize * 8);
-  EXPECT_EQ(pread(fd, entries.data(), entries.size() * 8, off), ssize_t(entries.size() * 8));
-  close(fd);
-  return entries;
 }
 
 // AnonHugePages of the mapping that starts at the region's base (/proc/self/smaps).
@@ -172,8 +161,7 @@ TEST_P(TrackerTable, ReportsExactlyTheWrittenPagesAndRearms) {
   tracker->stop();
   tracker->stop();  // idempotent
   // Nothing left protected: no uffd-wp bit in the page tables, and every page takes a write.
-  std::vector<uint64_t> entries = pagemap_entries(region);
-  EXPECT_EQ(std::count_if(entries.begin(), entries.end(), [](uint64_t e) { return (e & kPagemapUffdWp) != 0; }), 0);
+  EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
   for (uint64_t p = 0; p < pages; ++p) write_page(region, p, 9000 + p);
   for (uint64_t p = 0; p < pages; ++p) ASSERT_EQ(read_word(region, p, 9000 + p), 9000 + p) << "page " << p;
   for (uint64_t p : again) EXPECT_EQ(read_word(region, p, 5000 + p), 5000 + p) << "page " << p;
@@ -251,12 +239,6 @@ INSTANTIATE_TEST_SUITE_P(Trackers, TrackerRace, testing::ValuesIn(race_cases()),
 
 void custom_segv_handler(int, siginfo_t*, void*) {}
 
-struct sigaction current_segv_action() {
-  struct sigaction now {};
-  sigaction(SIGSEGV, nullptr, &now);
-  return now;
-}
-
 TEST(MprotectTracker, StopRestoresThePreviousHandlerAndWritability) {
   struct sigaction mine {}, before {};
   mine.sa_sigaction = custom_segv_handler;
@@ -267,11 +249,11 @@ TEST(MprotectTracker, StopRestoresThePreviousHandlerAndWritability) {
   Region region({4ull << 20, 1.0, false, -1, 1});
   auto tracker = make_tracker("mprotect");
   tracker->start(region, ParamValues());
-  EXPECT_NE(current_segv_action().sa_sigaction, custom_segv_handler) << "the tracker's handler is not installed";
+  EXPECT_NE(snaptest::current_segv_action().sa_sigaction, custom_segv_handler) << "the tracker's handler is not installed";
   write_page(region, 5, 55);
   tracker->stop();
 
-  EXPECT_EQ(current_segv_action().sa_sigaction, custom_segv_handler) << "the old handler is not back";
+  EXPECT_EQ(snaptest::current_segv_action().sa_sigaction, custom_segv_handler) << "the old handler is not back";
   for (uint64_t p = 0; p < region.pages(); ++p) write_page(region, p, 77 + p);  // would crash if protected
   EXPECT_EQ(read_word(region, 7, 77 + 7), 77u + 7);
   ASSERT_EQ(sigaction(SIGSEGV, &before, nullptr), 0);

@@ -26,12 +26,11 @@
 #include "core/uffd.h"
 #include "harness/run.h"
 #include "strategies/strategy.h"
+#include "tests/test_support.h"
 
 using namespace snap;
 
 namespace {
-
-constexpr uint64_t kPagemapUffdWp = 1ull << 57;
 
 bool uffd_wp_supported(std::string* why) {
   Support s = make_strategy("uffd-wp")->probe();
@@ -44,21 +43,6 @@ bool uffd_wp_supported(std::string* why) {
     std::string why;                                                \
     if (!uffd_wp_supported(&why)) GTEST_SKIP() << "uffd-wp: " << why; \
   } while (0)
-
-// Pages of [base, base + pages) whose pagemap entry has the uffd-wp bit (57) set.
-size_t pages_still_write_protected(const uint8_t* base, size_t pages) {
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
-  std::vector<uint64_t> entries(pages);
-  const off_t offset = off_t(reinterpret_cast<uintptr_t>(base) / kPageSize * sizeof(uint64_t));
-  const ssize_t want = ssize_t(pages * sizeof(uint64_t));
-  const ssize_t got = pread(fd, entries.data(), size_t(want), offset);
-  close(fd);
-  if (got != want) throw std::runtime_error("short read of /proc/self/pagemap");
-  size_t n = 0;
-  for (uint64_t e : entries) n += (e & kPagemapUffdWp) != 0;
-  return n;
-}
 
 // Writes one byte to every page from a helper thread; false if that does not finish in time (a page
 // still protected with nobody to service the fault would block the thread for good).
@@ -265,7 +249,7 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
     EXPECT_GT(run.metrics.extra_rss_bytes, 0u);
     const bool markers = std::string(c.wp_unpopulated) == "true" && uffd_features().has(UFFD_FEATURE_WP_UNPOPULATED);
     EXPECT_TRUE(note_has(run.metrics.notes, markers ? "wp_unpopulated=1" : "wp_unpopulated=0")) << run.metrics.notes;
-    EXPECT_EQ(pages_still_write_protected(region.base(), region.pages()), 0u);
+    EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
     EXPECT_TRUE(every_page_writable_within(region, std::chrono::seconds(5)));
   }
 }
@@ -316,7 +300,7 @@ TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
         EXPECT_EQ(region.page(t)[100], 0xA5);  // the write itself went through
       }
       EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
-      EXPECT_EQ(pages_still_write_protected(region.base(), region.pages()), 0u);
+      EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
     }
   }
 }
@@ -377,7 +361,7 @@ TEST(UffdWp, FailingSinkLeavesNothingProtected) {
       DirectRun run = snapshot_directly(region, writers, *failing, {{"fault_wait", wait}});
       EXPECT_NE(run.error.find("injected"), std::string::npos) << run.error;
       EXPECT_FALSE(writers.paused());
-      EXPECT_EQ(pages_still_write_protected(region.base(), region.pages()), 0u);
+      EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
       EXPECT_TRUE(every_page_writable_within(region, std::chrono::seconds(5)));
       const uint64_t before = writers.writes();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -414,16 +398,7 @@ TEST(UffdWp, UnknownFaultWaitIsRejected) {
 
 namespace {
 
-RunSpec uffd_spec() {
-  RunSpec s;
-  s.strategy = "uffd-wp";
-  s.mem_bytes = 32ull << 20;
-  s.writers = 2;
-  s.warmup_s = 0.05;
-  s.verify = true;
-  s.sink = "memory";
-  return s;
-}
+RunSpec uffd_spec() { return snaptest::verified_spec("uffd-wp"); }
 
 }  // namespace
 

@@ -38,6 +38,9 @@ class DirtyTracker {
   virtual uint64_t memory_bytes() const { return 0; }
 };
 
+// The tracker precopy uses when none is named (--tracker, matrix specs).
+inline constexpr const char* kDefaultTracker = "uffd-async";
+
 struct TrackerEntry {
   std::string name;
   std::function<std::unique_ptr<DirtyTracker>()> make;
