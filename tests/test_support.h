@@ -1,11 +1,16 @@
 // Helpers shared by the strategy and tracker tests: a small verified run spec, the page-table
-// uffd-wp bit from /proc/self/pagemap, and the current SIGSEGV disposition.
+// uffd-wp bit from /proc/self/pagemap, the current SIGSEGV disposition, and thread states.
 #pragma once
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <fstream>
+#include <functional>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -53,6 +58,46 @@ inline struct sigaction current_segv_action() {
   struct sigaction now {};
   sigaction(SIGSEGV, nullptr, &now);
   return now;
+}
+
+// The scheduler state letter of one of this process's threads ('R' running or runnable, 'S'
+// sleeping, ...) from /proc/self/task/TID/stat; '?' when the thread is gone.
+inline char thread_state(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');  // the name may hold spaces and parentheses
+  return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+// The id of this process's thread named `name` (pthread_setname_np), or -1.
+inline pid_t thread_named(const std::string& name) {
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  pid_t found = -1;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string comm;
+    std::getline(in, comm);
+    if (comm == name) {
+      found = pid_t(std::stol(e->d_name));
+      break;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+// Polls `ready` every millisecond until it holds or `limit` passes; returns whether it held. Tests
+// wait for an observable state with this instead of sleeping a fixed time that a loaded machine
+// can overrun.
+inline bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 }  // namespace snaptest

@@ -308,7 +308,10 @@ TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
 // A one-slot ring fills up while the saver is stuck in the sink: the fault thread copies fault A
 // aside, then must wait for the saver to free the slot before it can take fault B (back-pressure),
 // and meanwhile fault C waits unread in the queue. Once the sink moves again everything completes;
-// with saver_serves_faults the saver itself picks up C between two chunks.
+// with saver_serves_faults the saver itself picks up C, since it looks at the queue before it
+// drains the ring. Each step waits for the observable state it needs (a write done, the fault
+// thread spinning on the full ring, a writer asleep in its fault) rather than for a fixed time, so
+// a loaded machine cannot reorder them.
 TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
   SKIP_WITHOUT_UFFD_WP();
   for (const char* saver_serves : {"true", "false"}) {
@@ -316,23 +319,38 @@ TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
     Region region(RegionOptions{16ull << 20, 1.0, false, -1, 5});
     TestWriters writers(region, 0, std::chrono::microseconds(0));
     std::atomic<int> written{0};
+    std::atomic<pid_t> tid_c{-1};
+    bool a_done = false, b_taken = false, c_asleep = false;
     int written_while_blocked = -1;
     std::vector<std::thread> faulting;
+    auto fault_on = [&](size_t k) {
+      faulting.emplace_back([&region, &written, &tid_c, k] {
+        if (k == 3) tid_c.store(pid_t(gettid()));
+        region.page(region.pages() - k * 10)[0] = 0x5A;
+        written.fetch_add(1);
+      });
+    };
     VectorSink sink;
     sink.on_first_write = [&] {
-      for (size_t k = 1; k <= 3; ++k) {
-        faulting.emplace_back([&region, &written, k] {
-          region.page(region.pages() - k * 10)[0] = 0x5A;
-          written.fetch_add(1);
-        });
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
+      const pid_t fault_thread = snaptest::thread_named("snap-uffd-fault");
+      fault_on(1);
+      a_done = snaptest::wait_until([&] { return written.load() == 1; }) &&
+               snaptest::wait_until([&] { return snaptest::thread_state(fault_thread) == 'S'; });  // back in poll()
+      fault_on(2);
+      // The fault thread leaves poll() to spin on the full ring once it has read B.
+      b_taken = snaptest::wait_until([&] { return snaptest::thread_state(fault_thread) == 'R'; });
+      fault_on(3);
+      c_asleep = snaptest::wait_until([&] { return tid_c.load() > 0 && snaptest::thread_state(tid_c.load()) == 'S'; });
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // would let a wrongly woken writer finish
       written_while_blocked = written.load();
     };
     DirectRun run = snapshot_directly(region, writers, sink,
                                       {{"fault_wait", "poll"}, {"ring_pages", "1"}, {"saver_serves_faults", saver_serves}});
     for (auto& t : faulting) t.join();
     ASSERT_EQ(run.error, "");
+    ASSERT_TRUE(a_done) << "fault A was not served while the sink was stuck";
+    ASSERT_TRUE(b_taken) << "the fault thread never took fault B";
+    ASSERT_TRUE(c_asleep) << "the writer of fault C never slept in its fault";
     EXPECT_EQ(written_while_blocked, 1) << "only the fault that fits the ring completes while the sink is stuck";
     EXPECT_EQ(written.load(), 3);
     EXPECT_FALSE(note_has(run.metrics.notes, "ring_full_waits=0")) << run.metrics.notes;
