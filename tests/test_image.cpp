@@ -220,6 +220,37 @@ TEST(ImageFormat, ChecksumMatchesTheDocumentedFormula) {
   }
 }
 
+// The writer copies, checksums and detects zero pages in one pass, deciding "zero" only at the end
+// of the page: a single non-zero byte anywhere (first, last, in the block the record header shares,
+// in the unaligned tail) must keep the data, and an all-zero page must become a bare zero record
+// with the checksum as if its copy never happened. Every strategy-name length shifts the records'
+// alignment against the checksum's 32-byte blocks.
+TEST(ImageFormat, SingleNonZeroBytesAreKeptAtEveryAlignment) {
+  const std::vector<size_t> positions = {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 2047, 4064, 4079, 4080, 4088, 4095};
+  const size_t pages = positions.size() + 2;
+  std::vector<uint8_t> data(pages * kPageSize, 0);  // page 0 all zero, then one byte per page, then random
+  for (size_t i = 0; i < positions.size(); ++i) data[(i + 1) * kPageSize + positions[i]] = uint8_t(0x80 >> (i % 8));
+  auto random = random_pages(1, 77);
+  std::memcpy(&data[(pages - 1) * kPageSize], random.data(), kPageSize);
+  for (size_t name_len = 0; name_len < 34; ++name_len) {
+    SCOPED_TRACE("strategy name length " + std::to_string(name_len));
+    auto sink = memory_sink();
+    ImageWriter w(*sink, {kPageSize, pages, ConsistencyPoint::kStart, std::string(name_len, 'n')});
+    w.save_pages(0, data.data(), pages);
+    w.save_page(0, data.data());  // a zero record after a data record, then data after zero
+    w.save_page(1, data.data() + kPageSize);
+    w.finish();
+    EXPECT_EQ(w.stats().zero_pages, 2u);
+    auto img = sink->read_back();
+    const size_t trailer = img.size() - kTrailer;
+    EXPECT_EQ(le64(img, trailer + 16), documented_checksum(img.data(), trailer));
+    FlatImage flat = flatten_image(img);
+    EXPECT_TRUE(flat.memory == data);
+    EXPECT_EQ(flat.stats.zero_pages, 2u);
+    EXPECT_EQ(img.size(), kHeaderFixed + name_len + (pages + 2 - 2) * (16 + kPageSize) + 2 * 16 + kTrailer);
+  }
+}
+
 TEST(ImageFormat, HardwareAndPortableChecksumsAgree) {
   auto bytes = random_pages(3, 9);
   for (size_t len : {size_t(0), size_t(1), size_t(7), size_t(8), size_t(31), size_t(32), size_t(33), size_t(100),
