@@ -280,6 +280,13 @@ void ImageWriter::flush() {
   used_ = tail;
 }
 
+void ImageWriter::reserve(size_t pages) {
+  const size_t need = pages * (kRecordHeaderBytes + kPageSize);
+  // After a flush at most kBlockBytes - 1 bytes stay in the buffer.
+  if (buf_.size() < need + kBlockBytes) buf_.resize(need + kBlockBytes);
+  if (buf_.size() - used_ < need) flush();
+}
+
 void ImageWriter::save_page(uint64_t index, const void* data) { save_pages(index, data, 1); }
 
 void ImageWriter::save_pages(uint64_t index, const void* data, size_t count) {

@@ -46,6 +46,11 @@ class ImageWriter {
   void save_page(uint64_t index, const void* data);
   // Saves `count` consecutive pages starting at `index` from `data`.
   void save_pages(uint64_t index, const void* data, size_t count);
+  // Makes sure saving up to `pages` pages next does not write to the sink: flushes now if the buffer
+  // lacks the room, after growing it if it could never hold that many. A saver calls it before it
+  // claims a chunk, so that copying the chunk into the image is a copy into memory only.
+  void reserve(size_t pages);
+  size_t buffer_bytes() const { return buf_.size(); }
   // Writes the trailer, flushes the buffer and finishes the sink.
   void finish();
   const ImageStats& stats() const { return stats_; }

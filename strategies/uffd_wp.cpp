@@ -58,6 +58,16 @@ FaultSched parse_fault_sched(const std::string& text) {
   throw UsageError("--set uffd-wp.fault_sched: '" + text + "' is not one of auto, normal, fifo, idle");
 }
 
+// Where the saver copies a chunk before un-protecting it (see save_chunk).
+enum class Staging { kImage, kSeparate, kNone };
+
+Staging parse_staging(const std::string& text) {
+  if (text == "image") return Staging::kImage;
+  if (text == "separate") return Staging::kSeparate;
+  if (text == "none") return Staging::kNone;
+  throw UsageError("--set uffd-wp.staging: '" + text + "' is not one of image, separate, none");
+}
+
 const char* fault_sched_name(FaultSched s) {
   switch (s) {
     case FaultSched::kAuto: return "auto";
@@ -445,13 +455,17 @@ class WpRegistration {
   // (The kernel rejects DONTWAKE together with WP, so `wake` stays at its default.)
   void protect_all() { uffd_.writeprotect(region_.base(), region_.bytes(), true); }
   // Idempotent; never throws (a failure here cannot be repaired, and closing the fd clears the
-  // registration anyway).
-  void release() noexcept {
+  // registration anyway). `all_released` says the saver and the fault thread un-protected every
+  // page already (the normal end): the whole-range un-protect, a walk of every PTE as long as the
+  // arming one, is then skipped. Any other exit un-protects everything before unregistering.
+  void release(bool all_released = false) noexcept {
     if (!registered_) return;
     registered_ = false;
-    try {
-      uffd_.writeprotect(region_.base(), region_.bytes(), false, true);
-    } catch (...) {
+    if (!all_released) {
+      try {
+        uffd_.writeprotect(region_.base(), region_.bytes(), false, true);
+      } catch (...) {
+      }
     }
     try {
       uffd_.unregister(region_.base(), region_.bytes());
@@ -526,8 +540,12 @@ class UffdWpStrategy : public Strategy {
          {"read", "poll", "spin", "saver"}},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
          "copy-aside ring size in pages; when full the fault thread waits for the saver"},
-        {"staging", ParamSpec::Type::kBool, "true", 0, 0,
-         "copy each chunk aside before un-protecting it, so writers never wait for the sink"},
+        {"staging", ParamSpec::Type::kString, "image", 0, 0,
+         "where a chunk is copied before it is un-protected: image (straight into the image writer's "
+         "buffer, made room for before the chunk is claimed: one copy, writers never wait for the sink), "
+         "separate (into a staging buffer, then into the image: an extra copy), none (into the image, "
+         "which may flush to the sink while writers wait on the chunk)",
+         {"image", "separate", "none"}},
         {"wp_unpopulated", ParamSpec::Type::kBool, "true", 0, 0,
          "use UFFD_FEATURE_WP_UNPOPULATED when the kernel offers it; false pre-faults never-touched pages "
          "with a read instead (QEMU's way on older kernels)"},
@@ -545,6 +563,7 @@ class UffdWpStrategy : public Strategy {
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
 
   void snapshot(SnapshotContext& ctx) override {
+    const uint64_t t_setup = now_ns();
     Region& region = ctx.region;
     const size_t pages = region.pages();
     const size_t chunk_pages = size_t(ctx.params.get_int("chunk_pages"));
@@ -562,9 +581,9 @@ class UffdWpStrategy : public Strategy {
     // Everything that can be prepared while the writers run is, to keep the pause short.
     ClaimBitmap claims(pages);
     CopyAsideRing ring(ring_pages);
-    const bool use_staging = ctx.params.get_bool("staging");
+    const Staging staging_mode = parse_staging(ctx.params.get_string("staging"));
     std::unique_ptr<PrefaultedBuffer> staging;
-    if (use_staging) staging = std::make_unique<PrefaultedBuffer>(chunk_pages * kPageSize);
+    if (staging_mode == Staging::kSeparate) staging = std::make_unique<PrefaultedBuffer>(chunk_pages * kPageSize);
     std::vector<uint64_t> chunk_won((chunk_pages + 63) / 64 + 1);
     ctx.metrics.extra_rss_bytes = claims.bytes() + ring.bytes() + (staging ? staging->bytes() : 0);
 
@@ -590,6 +609,7 @@ class UffdWpStrategy : public Strategy {
       ctx.metrics.extra_rss_bytes += saver_service->bytes();
     }
 
+    ctx.metrics.note("setup_s", std::to_string(ns_to_s(now_ns() - t_setup)));
     pause.pause();
     const uint64_t t0 = now_ns();
     registration.protect_all();
@@ -602,6 +622,10 @@ class UffdWpStrategy : public Strategy {
     header.consistency = ConsistencyPoint::kStart;
     header.strategy = name();
     ImageWriter writer(ctx.sink, header);
+    if (staging_mode == Staging::kImage) {
+      writer.reserve(chunk_pages);  // sizes the writer's buffer for a whole chunk now, not mid-snapshot
+      ctx.metrics.extra_rss_bytes += writer.buffer_bytes();
+    }
     auto save_aside = [&writer](uint64_t page, const uint8_t* data) { writer.save_page(page, data); };
 
     // Chunk boundaries at absolute page numbers that are multiples of chunk_pages, so that a
@@ -619,7 +643,8 @@ class UffdWpStrategy : public Strategy {
       if (saver_service) saver_pages += saver_service->serve(writer);
       aside_pages += ring.drain(save_aside);
       const size_t last = std::min(pages, size_t((base_page + first) / chunk_pages + 1) * chunk_pages - size_t(base_page));
-      saver_pages += save_chunk(region, uffd, claims, staging ? staging->data() : nullptr, chunk_won, first, last, writer);
+      saver_pages += save_chunk(region, uffd, claims, staging_mode, staging ? staging->data() : nullptr, chunk_won,
+                                first, last, writer);
       first = last;
     }
     // Every page is claimed now; wait for the pages the fault thread took to come out of the ring.
@@ -636,7 +661,9 @@ class UffdWpStrategy : public Strategy {
       handler->stop();
       handler->rethrow_if_failed();
     }
-    registration.release();
+    const uint64_t t_release = now_ns();
+    registration.release(/*all_released=*/true);
+    ctx.metrics.note("release_s", std::to_string(ns_to_s(now_ns() - t_release)));
     writer.finish();
 
     const uint64_t saver_faults = saver_service ? saver_service->messages() : 0;
@@ -649,13 +676,16 @@ class UffdWpStrategy : public Strategy {
   }
 
  private:
-  // Claims the unclaimed pages of [first, last) and saves them. With a staging buffer the claimed
-  // runs are copied aside, un-protected (waking writers that faulted on them), then written to the
-  // image: a writer waits at most for one chunk's memcpy, never for the sink. Without one, each run
-  // is written to the image first and un-protected after (one copy less, but a writer may wait for
-  // a sink flush). Returns the number of pages this call saved.
-  static size_t save_chunk(const Region& region, Uffd& uffd, ClaimBitmap& claims, uint8_t* staging,
+  // Claims the unclaimed pages of [first, last) and saves them; a writer that faults on a claimed
+  // page waits until its run is un-protected. Staging::kImage first makes room in the image
+  // writer's buffer, so saving the chunk is a copy into memory and never a sink write: a writer waits
+  // for one chunk's copy, never for the sink. kSeparate copies the runs into the staging buffer,
+  // un-protects them, then saves them (the same guarantee with one more copy). kNone saves each run
+  // and un-protects it after (a flush to a slow sink may happen while a writer waits). Returns the
+  // number of pages this call saved.
+  static size_t save_chunk(const Region& region, Uffd& uffd, ClaimBitmap& claims, Staging mode, uint8_t* staging,
                            std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer) {
+    if (mode == Staging::kImage) writer.reserve(last - first);  // before any page is claimed
     // Claim word by word (one atomic per 64 pages); remember the won bits relative to `first`.
     std::fill(won.begin(), won.end(), 0);
     for (size_t p = first; p < last;) {
@@ -686,21 +716,31 @@ class UffdWpStrategy : public Strategy {
       uffd.writeprotect(region.page(first + rel), count * kPageSize, false, true);
     };
     size_t saved = 0;
-    if (staging) {
-      for_each_run([&](size_t rel, size_t count) {
-        std::memcpy(staging + rel * kPageSize, region.page(first + rel), count * kPageSize);
-      });
-      for_each_run(release);
-      for_each_run([&](size_t rel, size_t count) {
-        writer.save_pages(first + rel, staging + rel * kPageSize, count);
-        saved += count;
-      });
-    } else {
-      for_each_run([&](size_t rel, size_t count) {
-        writer.save_pages(first + rel, region.page(first + rel), count);
-        release(rel, count);
-        saved += count;
-      });
+    switch (mode) {
+      case Staging::kImage:
+        for_each_run([&](size_t rel, size_t count) {
+          writer.save_pages(first + rel, region.page(first + rel), count);
+          saved += count;
+        });
+        for_each_run(release);
+        break;
+      case Staging::kSeparate:
+        for_each_run([&](size_t rel, size_t count) {
+          std::memcpy(staging + rel * kPageSize, region.page(first + rel), count * kPageSize);
+        });
+        for_each_run(release);
+        for_each_run([&](size_t rel, size_t count) {
+          writer.save_pages(first + rel, staging + rel * kPageSize, count);
+          saved += count;
+        });
+        break;
+      case Staging::kNone:
+        for_each_run([&](size_t rel, size_t count) {
+          writer.save_pages(first + rel, region.page(first + rel), count);
+          release(rel, count);
+          saved += count;
+        });
+        break;
     }
     return saved;
   }

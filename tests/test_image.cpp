@@ -179,6 +179,27 @@ TEST(ImageFormat, RoundTripAcrossBufferFlushes) {
   EXPECT_EQ(w.stats().duplicate_pages, 500u);
 }
 
+// reserve(n) promises that saving n pages next is a copy into memory: the sink sees no write until
+// the next reservation or finish, even for more pages than the default buffer holds.
+TEST(ImageFormat, ReserveKeepsTheNextPagesOffTheSink) {
+  const size_t pages = 900;  // > 1 MiB of records
+  auto data = random_pages(pages, 21);
+  auto sink = memory_sink();
+  ImageWriter w(*sink, {kPageSize, pages, ConsistencyPoint::kStart, "uffd-wp"});
+  for (size_t first : {size_t(0), size_t(10), size_t(310)}) {
+    const size_t n = first == 310 ? pages - first : 300;
+    w.reserve(n);
+    const uint64_t before = sink->bytes_written();
+    w.save_pages(first, data.data() + first * kPageSize, n);
+    EXPECT_EQ(sink->bytes_written(), before) << "pages from " << first;
+    EXPECT_GE(w.buffer_bytes(), n * (16 + kPageSize));
+  }
+  w.finish();
+  std::vector<uint8_t> expected = data;
+  FlatImage flat = flatten_image(sink->read_back());
+  EXPECT_TRUE(flat.memory == expected);
+}
+
 TEST(ImageFormat, HeaderBytesAreAsDocumented) {
   auto img = small_image();
   EXPECT_EQ(std::string(img.begin(), img.begin() + 8), "SNAPIMG1");

@@ -207,11 +207,12 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
     const char* staging;
     const char* wp_unpopulated;
   } cases[] = {
-      {"spin", false, 1.0, "64", "true", "true"},  {"poll", false, 0.3, "512", "true", "true"},
-      {"read", true, 1.0, "512", "false", "true"}, {"spin", true, 0.3, "1", "true", "true"},
-      {"poll", true, 1.0, "7", "false", "true"},   {"read", false, 0.0, "4096", "true", "true"},
-      {"poll", false, 0.3, "64", "true", "false"}, {"spin", true, 0.3, "512", "false", "false"},
-      {"saver", false, 1.0, "16", "true", "true"}, {"saver", true, 0.3, "64", "false", "false"},
+      {"spin", false, 1.0, "64", "image", "true"},     {"poll", false, 0.3, "512", "separate", "true"},
+      {"read", true, 1.0, "512", "none", "true"},      {"spin", true, 0.3, "1", "image", "true"},
+      {"poll", true, 1.0, "7", "none", "true"},        {"read", false, 0.0, "4096", "image", "true"},
+      {"poll", false, 0.3, "64", "separate", "false"}, {"spin", true, 0.3, "512", "none", "false"},
+      {"saver", false, 1.0, "16", "image", "true"},    {"saver", true, 0.3, "64", "none", "false"},
+      {"read", true, 1.0, "300", "image", "true"},     {"poll", false, 1.0, "4096", "separate", "true"},
   };
   // An odd size too: the last chunk and the last bitmap word are partial.
   const uint64_t sizes[] = {16ull << 20, (16ull << 20) + 5 * kPageSize};
@@ -464,10 +465,10 @@ TEST(UffdWp, EndToEndEveryFaultServicingVariant) {
     const char* saver_serves_faults;
     const char* saver_yield;
   } cases[] = {
-      {"read", "auto", "fifo|normal", "true", "true", "true"},   {"read", "normal", "normal", "false", "true", "false"},
-      {"poll", "auto", "fifo|normal", "true", "false", "true"},  {"poll", "idle", "idle|normal", "false", "true", "true"},
-      {"spin", "auto", "normal", "true", "true", "true"},        {"spin", "fifo", "normal", "true", "false", "false"},
-      {"spin", "idle", "idle|normal", "false", "true", "true"},  {"saver", "auto", "none", "true", "true", "true"},
+      {"read", "auto", "fifo|normal", "image", "true", "true"},  {"read", "normal", "normal", "none", "true", "false"},
+      {"poll", "auto", "fifo|normal", "separate", "false", "true"}, {"poll", "idle", "idle|normal", "none", "true", "true"},
+      {"spin", "auto", "normal", "image", "true", "true"},       {"spin", "fifo", "normal", "separate", "false", "false"},
+      {"spin", "idle", "idle|normal", "none", "true", "true"},   {"saver", "auto", "none", "image", "true", "true"},
   };
   for (const auto& c : cases) {
     RunSpec s = uffd_spec();
