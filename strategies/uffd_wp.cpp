@@ -633,6 +633,7 @@ class UffdWpStrategy : public Strategy {
     const uint64_t base_page = reinterpret_cast<uint64_t>(region.base()) / kPageSize;
     size_t saver_pages = 0;
     size_t aside_pages = 0;
+    uint64_t unprotect_ns = 0;  // the saver's un-protect ioctls: kernel work stop-copy does not have
     const bool saver_yields = ctx.params.get_bool("saver_yield");
     for (size_t first = 0; first < pages;) {
       if (handler) handler->rethrow_if_failed();
@@ -644,7 +645,7 @@ class UffdWpStrategy : public Strategy {
       aside_pages += ring.drain(save_aside);
       const size_t last = std::min(pages, size_t((base_page + first) / chunk_pages + 1) * chunk_pages - size_t(base_page));
       saver_pages += save_chunk(region, uffd, claims, staging_mode, staging ? staging->data() : nullptr, chunk_won,
-                                first, last, writer);
+                                first, last, writer, unprotect_ns);
       first = last;
     }
     // Every page is claimed now; wait for the pages the fault thread took to come out of the ring.
@@ -672,6 +673,7 @@ class UffdWpStrategy : public Strategy {
     ctx.metrics.note("fault_copies", std::to_string(handler ? handler->pages_copied() : 0));
     ctx.metrics.note("ring_full_waits", std::to_string(handler ? handler->ring_full_waits() : 0));
     ctx.metrics.note("saver_faults", std::to_string(saver_faults));
+    ctx.metrics.note("unprotect_s", std::to_string(ns_to_s(unprotect_ns)));
     ctx.metrics.image = writer.stats();
   }
 
@@ -684,7 +686,8 @@ class UffdWpStrategy : public Strategy {
   // and un-protects it after (a flush to a slow sink may happen while a writer waits). Returns the
   // number of pages this call saved.
   static size_t save_chunk(const Region& region, Uffd& uffd, ClaimBitmap& claims, Staging mode, uint8_t* staging,
-                           std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer) {
+                           std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
+                           uint64_t& unprotect_ns) {
     if (mode == Staging::kImage) writer.reserve(last - first);  // before any page is claimed
     // Claim word by word (one atomic per 64 pages); remember the won bits relative to `first`.
     std::fill(won.begin(), won.end(), 0);
@@ -713,7 +716,9 @@ class UffdWpStrategy : public Strategy {
       }
     };
     auto release = [&](size_t rel, size_t count) {
+      const uint64_t t0 = now_ns();
       uffd.writeprotect(region.page(first + rel), count * kPageSize, false, true);
+      unprotect_ns += now_ns() - t0;
     };
     size_t saved = 0;
     switch (mode) {
