@@ -1,12 +1,12 @@
 // Page copy bandwidth: the ceiling of one saver thread (memcpy into a ring), the same copy of memory
-// left untouched for a while first, and ImageWriter::save_pages into each sink kind (null, memory,
-// file without fsync, exec pipe).
+// left untouched for a while first, the first read of a just-populated region, and
+// ImageWriter::save_pages into each sink kind (null, memory, file without fsync, exec pipe).
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <exception>
-#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,6 +81,44 @@ void BM_MemcpyAfterIdle(benchmark::State& state) try {
   state.SkipWithError(e.what());
 }
 BENCHMARK(BM_MemcpyAfterIdle)->ArgName("idle_ms")->Arg(0)->Arg(100)->Arg(500)->Iterations(5)->Unit(benchmark::kMillisecond)->UseManualTime();
+
+// A region read right after it is populated, then read again: one word per page, as a saver's
+// first look at each page. On a machine where memory left alone for a while costs more to reach
+// (see BM_MemcpyAfterIdle), a big region's first pages wait for seconds while the rest is filled, so
+// the first read costs more per GiB the bigger the region: the harness's snapshots start from such
+// a region, and this is the part of their cost per GiB that grows with the size. A fresh region
+// per iteration (not the cached one), as the harness has.
+void BM_ReadAfterPopulate(benchmark::State& state) try {
+  const uint64_t bytes = uint64_t(state.range(0)) * kMiB;
+  drop_cached_region();  // room for a fresh region of up to 8 GiB
+  uint64_t first_ns = 0, second_ns = 0, populate_ns = 0, pages = 0;
+  for (auto _ : state) {
+    const uint64_t p0 = snap::now_ns();
+    snap::Region region(snap::RegionOptions{bytes, 1.0, false, -1, 1});
+    const uint64_t p1 = snap::now_ns();
+    uint64_t pass_ns[2] = {0, 0};
+    uint64_t sum = 0;
+    for (uint64_t& ns : pass_ns) {
+      const uint64_t t0 = snap::now_ns();
+      for (size_t i = 0; i < region.pages(); ++i) sum += *reinterpret_cast<const volatile uint64_t*>(region.page(i));
+      ns = snap::now_ns() - t0;
+    }
+    benchmark::DoNotOptimize(sum);
+    state.SetIterationTime(snap::ns_to_s(pass_ns[0]));
+    first_ns += pass_ns[0];
+    second_ns += pass_ns[1];
+    populate_ns += p1 - p0;
+    pages += region.pages();
+  }
+  if (pages) {
+    set_counter(state, "first_ns_per_page", double(first_ns) / double(pages));
+    set_counter(state, "second_ns_per_page", double(second_ns) / double(pages));
+    set_counter(state, "populate_s", snap::ns_to_s(populate_ns) / double(state.iterations()));
+  }
+} catch (const std::exception& e) {
+  state.SkipWithError(e.what());
+}
+BENCHMARK(BM_ReadAfterPopulate)->ArgName("MiB")->Arg(1024)->Arg(8192)->Iterations(2)->Unit(benchmark::kMillisecond)->UseManualTime();
 
 std::string sink_spec(const std::string& kind, std::string* file_path) {
   if (kind == "file") {
