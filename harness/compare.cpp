@@ -9,7 +9,10 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/params.h"
 #include "core/units.h"
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
 
 namespace snap {
 
@@ -138,6 +141,7 @@ std::string label_part(const std::string& column, const std::string& value) {
     return (column == "region_bytes" ? "mem=" : "bw=") + shown + (column == "region_bytes" ? "" : "/s");
   }
   if (column == "numa_node") return "node=" + value;
+  if (column == "params" && value.empty()) return "params=(defaults)";
   if (column == "warmup_s") return "warmup=" + value + "s";
   return column + "=" + value;
 }
@@ -260,6 +264,40 @@ bool CompareReport::failed() const {
   return count(Verdict::kRegressed) + count(Verdict::kBroken) + count(Verdict::kMissing) > 0;
 }
 
+namespace {
+
+// The default of every parameter of every registered strategy and tracker, by "unit.param".
+const std::map<std::string, std::string>& parameter_defaults() {
+  static const std::map<std::string, std::string> defaults = [] {
+    std::map<std::string, std::string> d;
+    for (const auto& e : strategy_registry())
+      for (const auto& p : e.make()->params()) d[e.name + "." + p.name] = p.default_value;
+    for (const auto& e : tracker_registry())
+      for (const auto& p : e.make()->params()) d[e.name + "." + p.name] = p.default_value;
+    return d;
+  }();
+  return defaults;
+}
+
+}  // namespace
+
+std::string non_default_params(const std::string& params) {
+  const auto& defaults = parameter_defaults();
+  std::string out;
+  size_t start = 0;
+  while (start <= params.size()) {
+    size_t end = params.find(';', start);
+    if (end == std::string::npos) end = params.size();
+    const std::string entry = params.substr(start, end - start);
+    const size_t eq = entry.find('=');
+    const auto d = eq == std::string::npos ? defaults.end() : defaults.find(entry.substr(0, eq));
+    if (!entry.empty() && (d == defaults.end() || d->second != entry.substr(eq + 1)))
+      out += (out.empty() ? "" : ";") + entry;
+    start = end + 1;
+  }
+  return out;
+}
+
 CompareReport compare_tables(const CsvTable& baseline, const CsvTable& current,
                              const std::vector<MetricTolerance>& tolerances) {
   const Layout bl = layout_of(baseline, tolerances), cl = layout_of(current, tolerances);
@@ -271,13 +309,18 @@ CompareReport compare_tables(const CsvTable& baseline, const CsvTable& current,
                               "; columns may not mean the same");
   if (baseline.rows.empty()) report.warnings.push_back(baseline.source + " has no rows: nothing to compare against");
 
-  // Group rows into cases, baseline order first, then cases only the current table has.
+  // Group rows into cases, baseline order first, then cases only the current table has. A case's
+  // parameters are the ones it sets away from their default, so a baseline still matches after a
+  // strategy gains a parameter (a changed default, or a changed value, still makes another case).
+  const size_t params_key = size_t(std::find(case_key_columns().begin(), case_key_columns().end(), "params") -
+                                   case_key_columns().begin());
   std::vector<Case> cases;
   std::map<std::vector<std::string>, size_t> index;
   auto add = [&](const CsvTable& t, const Layout& l, bool is_base) {
     for (size_t r = 0; r < t.rows.size(); ++r) {
       std::vector<std::string> key;
       for (size_t c : l.key) key.push_back(t.rows[r][c]);
+      if (params_key < key.size()) key[params_key] = non_default_params(key[params_key]);
       auto [it, fresh] = index.emplace(key, cases.size());
       if (fresh) cases.push_back(Case{key, t.rows[r][l.strategy], t.rows[r][l.tracker], {}, {}});
       (is_base ? cases[it->second].base : cases[it->second].cur).push_back(r);

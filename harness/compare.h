@@ -58,6 +58,10 @@ struct CompareReport {
 
 // Compares `current` against `baseline`. Throws UsageError (naming the column and the file) when a
 // table lacks a column the comparison needs, or a metric cell is not a number.
+// A params column value ("unit.param=value;...") without the entries at their registered default:
+// what tells a case apart in a comparison.
+std::string non_default_params(const std::string& params);
+
 CompareReport compare_tables(const CsvTable& baseline, const CsvTable& current,
                              const std::vector<MetricTolerance>& tolerances = default_tolerances());
 

@@ -432,3 +432,26 @@ TEST(CompareCli, ExitCodes) {
     }
   }
 }
+
+// A case is the parameters it sets away from their defaults: a baseline from before a strategy
+// gained a parameter still matches, while a value that differs from the default (or from the
+// baseline) is a case of its own.
+TEST(Compare, CasesMatchOnTheParametersSetAwayFromTheirDefaults) {
+  EXPECT_EQ(non_default_params("uffd-wp.chunk_pages=64;uffd-wp.release_thread=false;uffd-wp.staging=image"), "");
+  EXPECT_EQ(non_default_params("uffd-wp.chunk_pages=512;uffd-wp.staging=image"), "uffd-wp.chunk_pages=512");
+  EXPECT_EQ(non_default_params("uffd-wp.staging=true;made-up.knob=3"), "uffd-wp.staging=true;made-up.knob=3");
+  EXPECT_EQ(non_default_params(""), "");
+
+  auto base = baseline_runs();
+  each(base, "uffd-wp", [](RunResult& r) { r.params = "uffd-wp.chunk_pages=64"; });
+  auto cur = baseline_runs();
+  each(cur, "uffd-wp", [](RunResult& r) { r.params = "uffd-wp.chunk_pages=64;uffd-wp.release_thread=false"; });
+  CompareReport same = compare_tables(table("base", base), table("cur", cur));
+  EXPECT_EQ(same.cases_missing, 0u) << format_report_text(same, false);
+  EXPECT_EQ(same.cases_new, 0u);
+
+  each(cur, "uffd-wp", [](RunResult& r) { r.params = "uffd-wp.chunk_pages=512"; });
+  CompareReport other = compare_tables(table("base", base), table("cur", cur));
+  EXPECT_EQ(other.cases_missing, 1u) << format_report_text(other, false);
+  EXPECT_EQ(other.cases_new, 1u);
+}
