@@ -136,23 +136,31 @@ class ClaimBitmap {
 // walk of the chunk's page-table entries (~100 ns per page on the development VM, a third of the
 // page's copy) overlaps the saver's copy of the next chunk instead of following it. Kept as the
 // measured alternative, not the default: run from another CPU, every un-protect also has to flush
-// the saver's CPU's TLB by interrupt, and the saver loses more than it gains (2 GiB idle: 0.43 vs
-// 0.35 s, the thread's ioctls 0.20 s instead of the saver's 0.05 s).
+// the saver's CPU's TLB by interrupt, and the saver loses more than it gains idle (2 GiB: 0.43 vs
+// 0.35 s, the thread's ioctls 0.20 s instead of the saver's 0.05 s). Under writes an unbounded
+// queue halved the snapshot (the saver ran ahead) but writers then waited behind the queue (p50
+// 25 us instead of 0.01); the queue is bounded by release_queue. Figures: results/variants/uffd-wp.
 class ChunkReleaser {
  public:
-  ChunkReleaser(Uffd& uffd, const Region& region) : uffd_(uffd), region_(region) {
+  ChunkReleaser(Uffd& uffd, const Region& region, size_t max_queued)
+      : uffd_(uffd), region_(region), max_queued_(max_queued) {
     thread_ = std::thread([this] { run(); });
   }
   ~ChunkReleaser() { stop(); }
   ChunkReleaser(const ChunkReleaser&) = delete;
   ChunkReleaser& operator=(const ChunkReleaser&) = delete;
 
-  // Queues [first, first + count) for un-protecting; rethrows an error of the thread.
-  void push(size_t first, size_t count) {
+  // Queues [first, first + count) for un-protecting and returns true, or returns false when
+  // max_queued ranges already wait (the caller then un-protects it itself): a writer that faults on
+  // a saved chunk waits for every range queued before it, so the bound is a bound on its stall.
+  // Rethrows an error of the thread.
+  bool try_push(size_t first, size_t count) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (error_) std::rethrow_exception(error_);
+    if (queue_.size() >= max_queued_) return false;
     queue_.push_back({first, count});
     wake_.notify_one();
+    return true;
   }
   // Returns once every queued range is un-protected; rethrows an error of the thread.
   void drain() {
@@ -205,6 +213,7 @@ class ChunkReleaser {
 
   Uffd& uffd_;
   const Region& region_;
+  const size_t max_queued_;
   std::mutex mutex_;
   std::condition_variable wake_, idle_;
   std::deque<Range> queue_;
@@ -639,8 +648,12 @@ class UffdWpStrategy : public Strategy {
          "fault thread cannot stall writers for long"},
         {"release_thread", ParamSpec::Type::kBool, "false", 0, 0,
          "un-protect each saved chunk on a thread of its own, to overlap the kernel's page-table walk "
-         "with the copy of the next chunk; measured slower (2 GiB idle 0.43 vs 0.35 s on the development "
-         "VM): from a second CPU each un-protect must interrupt the saver's CPU to flush its TLB"},
+         "with the copy of the next chunk; measured no faster idle (from a second CPU each un-protect "
+         "must interrupt the saver's CPU to flush its TLB), see results/variants/uffd-wp"},
+        {"release_queue", ParamSpec::Type::kInt, "4", 1, 1 << 30,
+         "with release_thread: chunks that may wait for the thread before the saver un-protects one "
+         "itself; a writer faulting on a saved chunk waits behind them (a large queue lets the saver run "
+         "ahead: a shorter snapshot under writes, paid for in writer stalls)"},
         {"saver_yield", ParamSpec::Type::kBool, "true", 0, 0,
          "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
         {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
@@ -700,7 +713,8 @@ class UffdWpStrategy : public Strategy {
 
     // Declared after the registration: on any exit it stops before the region is released.
     std::unique_ptr<ChunkReleaser> releaser;
-    if (ctx.params.get_bool("release_thread")) releaser = std::make_unique<ChunkReleaser>(uffd, region);
+    if (ctx.params.get_bool("release_thread"))
+      releaser = std::make_unique<ChunkReleaser>(uffd, region, size_t(ctx.params.get_int("release_queue")));
     ctx.metrics.note("setup_s", std::to_string(ns_to_s(now_ns() - t_setup)));
     pause.pause();
     const uint64_t t0 = now_ns();
@@ -814,7 +828,7 @@ class UffdWpStrategy : public Strategy {
       }
     };
     auto release = [&](size_t rel, size_t count) {
-      if (releaser) return releaser->push(first + rel, count);
+      if (releaser && releaser->try_push(first + rel, count)) return;
       const uint64_t t0 = now_ns();
       uffd.writeprotect(region.page(first + rel), count * kPageSize, false, true);
       unprotect_ns += now_ns() - t0;

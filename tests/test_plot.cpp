@@ -1,4 +1,5 @@
-// Runs the plotting scripts' tests (analysis/test_plot.py) under the python3 that has matplotlib.
+// Runs the analysis scripts' tests: test_plot.py under the python3 that has matplotlib, test_variants.py
+// under any python3.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -49,3 +50,12 @@ TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
 }
 
 }  // namespace
+
+// variants.py needs only the standard library: any python3 runs its tests.
+TEST(PlotScripts, TestVariantsPasses) {
+  Shell which = shell("command -v python3");
+  if (which.rc != 0) GTEST_SKIP() << "no python3 on PATH";
+  const fs::path analysis = source_dir() / "analysis";
+  Shell test = shell("python3 " + sh_quoted(analysis / "test_variants.py"));
+  EXPECT_EQ(test.rc, 0) << "analysis/test_variants.py failed:\n" << test.out;
+}
