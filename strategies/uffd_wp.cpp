@@ -648,8 +648,9 @@ class UffdWpStrategy : public Strategy {
          "fault thread cannot stall writers for long"},
         {"release_thread", ParamSpec::Type::kBool, "false", 0, 0,
          "un-protect each saved chunk on a thread of its own, to overlap the kernel's page-table walk "
-         "with the copy of the next chunk; measured no faster idle (from a second CPU each un-protect "
-         "must interrupt the saver's CPU to flush its TLB), see results/variants/uffd-wp"},
+         "with the copy of the next chunk; measured slower, idle and (with the default release_queue) "
+         "under writes: from a second CPU each un-protect must interrupt the saver's CPU to flush its "
+         "TLB (results/variants/uffd-wp)"},
         {"release_queue", ParamSpec::Type::kInt, "4", 1, 1 << 30,
          "with release_thread: chunks that may wait for the thread before the saver un-protects one "
          "itself; a writer faulting on a saved chunk waits behind them (a large queue lets the saver run "
