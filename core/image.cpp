@@ -122,13 +122,20 @@ constexpr size_t kPrefetchAhead = 2048;
 // four lanes and returns the OR of every word copied (0 = all zero). One pass over the source instead
 // of three (zero scan, memcpy, checksum of the copy): a page is read from DRAM once, and the CRC
 // instructions run in the shadow of the loads. BM_SavePages measures it against memcpy.
+//
+// The source may change while it is read (precopy saves memory its writers are writing), so each
+// byte must be read exactly once: the value stored must be the value checksummed. Written plainly,
+// GCC loaded words 0 and 1 of each block twice (a vector load for the store, scalar loads for the
+// CRC) and a write in between gave a record whose checksum did not match its bytes. The empty asm
+// pins the loaded words in registers, so both uses read the same load.
 __attribute__((target("sse4.2"))) uint64_t copy_blocks_sse42(uint64_t lanes[4], uint8_t* dst, const uint8_t* src,
                                                              size_t nblocks) {
   uint64_t a = lanes[0], b = lanes[1], c = lanes[2], d = lanes[3];
   uint64_t any = 0;
   for (size_t i = 0; i < nblocks; ++i, src += kBlockBytes, dst += kBlockBytes) {
     if (i % 2 == 0) __builtin_prefetch(src + kPrefetchAhead);  // once per 64-byte line
-    const uint64_t w0 = load_u64(src), w1 = load_u64(src + 8), w2 = load_u64(src + 16), w3 = load_u64(src + 24);
+    uint64_t w0 = load_u64(src), w1 = load_u64(src + 8), w2 = load_u64(src + 16), w3 = load_u64(src + 24);
+    asm volatile("" : "+r"(w0), "+r"(w1), "+r"(w2), "+r"(w3));
     store_u64(dst, w0);
     store_u64(dst + 8, w1);
     store_u64(dst + 16, w2);
@@ -155,11 +162,12 @@ CopyBlocksFn pick_copy_blocks_fn() {
   return nullptr;
 }
 
-// Copies n (< 32) bytes and returns whether any of them is non-zero.
+// Copies n (< 32) bytes and returns whether any of them is non-zero, judged on the copy (the
+// source may be changing; the checksum is computed on the copy too).
 bool copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
   std::memcpy(dst, src, n);
   uint8_t any = 0;
-  for (size_t i = 0; i < n; ++i) any |= src[i];
+  for (size_t i = 0; i < n; ++i) any |= dst[i];
   return any != 0;
 }
 
