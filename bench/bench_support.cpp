@@ -1,6 +1,7 @@
 // Shared helpers of the micro-benchmarks (see bench_support.h).
 #include "bench/bench_support.h"
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -70,6 +71,22 @@ WpRange::~WpRange() {
   } catch (...) {
     // Closing the fd (Uffd's destructor) unregisters the range anyway.
   }
+}
+
+uint64_t read_word_per_page(const snap::Region& region) {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < region.pages(); ++i) sum += *reinterpret_cast<const volatile uint64_t*>(region.page(i));
+  return sum;
+}
+
+void copy_pages_into_ring(const snap::Region& region, std::vector<uint8_t>& ring) {
+  // The run-time size keeps GCC from inlining `rep movsq` (what ImageWriter avoids too).
+  volatile size_t page_bytes = snap::kPageSize;
+  const size_t n = page_bytes;
+  const size_t ring_pages = ring.size() / snap::kPageSize;
+  const uint8_t* src = region.base();
+  for (size_t i = 0; i < region.pages(); ++i, src += snap::kPageSize)
+    std::memcpy(ring.data() + (i % ring_pages) * snap::kPageSize, src, n);
 }
 
 void set_counter(benchmark::State& state, const char* name, double value) {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/region.h"
 #include "core/uffd.h"
@@ -43,6 +44,13 @@ class WpRange {
   void* base_;
   size_t len_;
 };
+
+// Reads one word of every page of `region` (a saver's first touch of each page, without the copy);
+// returns their sum so the reads cannot be optimised away.
+uint64_t read_word_per_page(const snap::Region& region);
+// memcpy of every page of `region`, one page at a time, into `ring` (a whole number of pages, reused
+// round-robin): the copy one saver thread makes.
+void copy_pages_into_ring(const snap::Region& region, std::vector<uint8_t>& ring);
 
 // Sets counter `name` to a plain value (no rate, no averaging).
 void set_counter(benchmark::State& state, const char* name, double value);

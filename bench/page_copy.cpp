@@ -33,13 +33,8 @@ void BM_MemcpyPagesToRing(benchmark::State& state) try {
   snap::Region& region = cached_region(kSourceBytes);
   std::vector<uint8_t> ring(kRingPages * kPageSize);
   std::memset(ring.data(), 1, ring.size());
-  // The run-time size keeps GCC from inlining `rep movsq` (what ImageWriter avoids too).
-  volatile size_t page_bytes = kPageSize;
-  const size_t n = page_bytes;
   for (auto _ : state) {
-    const uint8_t* src = region.base();
-    for (size_t i = 0; i < region.pages(); ++i, src += kPageSize)
-      std::memcpy(ring.data() + (i % kRingPages) * kPageSize, src, n);
+    copy_pages_into_ring(region, ring);
     benchmark::ClobberMemory();
   }
   benchmark::DoNotOptimize(ring.data());
@@ -59,15 +54,11 @@ void BM_MemcpyAfterIdle(benchmark::State& state) try {
   const auto idle = std::chrono::milliseconds(state.range(0));
   std::vector<uint8_t> ring(kRingPages * kPageSize);
   std::memset(ring.data(), 1, ring.size());
-  volatile size_t page_bytes = kPageSize;
-  const size_t n = page_bytes;
   uint64_t timed_ns = 0;
   for (auto _ : state) {
     std::this_thread::sleep_for(idle);
     const uint64_t t0 = snap::now_ns();
-    const uint8_t* src = region.base();
-    for (size_t i = 0; i < region.pages(); ++i, src += kPageSize)
-      std::memcpy(ring.data() + (i % kRingPages) * kPageSize, src, n);
+    copy_pages_into_ring(region, ring);
     benchmark::ClobberMemory();
     const uint64_t t1 = snap::now_ns();
     state.SetIterationTime(snap::ns_to_s(t1 - t0));
@@ -100,7 +91,7 @@ void BM_ReadAfterPopulate(benchmark::State& state) try {
     uint64_t sum = 0;
     for (uint64_t& ns : pass_ns) {
       const uint64_t t0 = snap::now_ns();
-      for (size_t i = 0; i < region.pages(); ++i) sum += *reinterpret_cast<const volatile uint64_t*>(region.page(i));
+      sum += read_word_per_page(region);
       ns = snap::now_ns() - t0;
     }
     benchmark::DoNotOptimize(sum);

@@ -41,6 +41,12 @@ constexpr size_t kBlockBytes = 32;
 void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof v); }
 void store_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, sizeof v); }
 void store_u64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, sizeof v); }
+// A record's header: page index, flags, reserved.
+void store_record_header(uint8_t* p, uint64_t page, uint32_t flags) {
+  store_u64(p, page);
+  store_u32(p + 8, flags);
+  store_u32(p + 12, 0);
+}
 uint16_t load_u16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, sizeof v); return v; }
 uint32_t load_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, sizeof v); return v; }
 uint64_t load_u64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, sizeof v); return v; }
@@ -318,9 +324,7 @@ void ImageWriter::save_pages(uint64_t index, const void* data, size_t count) {
       uint8_t* dst = buf_.data() + start;
       uint64_t lanes_before[4];
       std::memcpy(lanes_before, checksum_state_, sizeof lanes_before);
-      store_u64(dst, page);
-      store_u32(dst + 8, 0);
-      store_u32(dst + 12, 0);
+      store_record_header(dst, page, 0);
       size_t pos = start + kRecordHeaderBytes;  // buffer offset of the next data byte
       size_t left = kPageSize;
       const uint8_t* s = src;
@@ -342,7 +346,7 @@ void ImageWriter::save_pages(uint64_t index, const void* data, size_t count) {
       zero = !any;
       if (zero) {
         std::memcpy(checksum_state_, lanes_before, sizeof lanes_before);
-        store_u32(dst + 8, kRecordZero);
+        store_record_header(dst, page, kRecordZero);
         used_ = start + kRecordHeaderBytes;
         blocks(checksum_state_, buf_.data() + (start & ~(kBlockBytes - 1)),
                ((used_ & ~(kBlockBytes - 1)) - (start & ~(kBlockBytes - 1))) / kBlockBytes);
@@ -354,9 +358,7 @@ void ImageWriter::save_pages(uint64_t index, const void* data, size_t count) {
       if (buf_.size() - used_ < need) flush();
       const size_t start = used_;
       uint8_t* dst = buf_.data() + start;
-      store_u64(dst, page);
-      store_u32(dst + 8, zero ? kRecordZero : 0);
-      store_u32(dst + 12, 0);
+      store_record_header(dst, page, zero ? kRecordZero : 0);
       // The size is the header's run-time page_size on purpose: with the constant 4096 GCC inlines
       // `rep movsq`, which is ~25 % slower here than glibc's vector memcpy for a misaligned destination.
       if (!zero) std::memcpy(dst + kRecordHeaderBytes, src, header_.page_size);

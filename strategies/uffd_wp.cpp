@@ -38,13 +38,37 @@ namespace {
 // thread does (fewer threads competing for cores, but a writer waits while the sink blocks).
 enum class FaultWait { kSpin, kPoll, kRead, kSaver };
 
-FaultWait parse_fault_wait(const std::string& text) {
-  if (text == "spin") return FaultWait::kSpin;
-  if (text == "poll") return FaultWait::kPoll;
-  if (text == "read") return FaultWait::kRead;
-  if (text == "saver") return FaultWait::kSaver;
-  throw UsageError("--set uffd-wp.fault_wait: '" + text + "' is not one of read, poll, spin, saver");
+// Each string parameter's values, named once: the declared choices (which ParamValues checks before
+// any snapshot starts), the parsing, and the names written back into the notes.
+template <typename E>
+struct Named {
+  const char* name;
+  E value;
+};
+
+template <typename E, size_t N>
+std::vector<std::string> names_of(const Named<E> (&table)[N]) {
+  std::vector<std::string> names;
+  for (const auto& n : table) names.push_back(n.name);
+  return names;
 }
+
+template <typename E, size_t N>
+E by_name(const Named<E> (&table)[N], const std::string& text) {
+  for (const auto& n : table)
+    if (text == n.name) return n.value;
+  throw std::logic_error("uffd-wp: '" + text + "' passed the declared choices but names no value");
+}
+
+template <typename E, size_t N>
+const char* name_of(const Named<E> (&table)[N], E value) {
+  for (const auto& n : table)
+    if (n.value == value) return n.name;
+  return "?";
+}
+
+constexpr Named<FaultWait> kFaultWaitNames[] = {
+    {"read", FaultWait::kRead}, {"poll", FaultWait::kPoll}, {"spin", FaultWait::kSpin}, {"saver", FaultWait::kSaver}};
 
 // The fault thread's scheduling policy. `fifo` (real-time) wakes it ahead of everything the moment
 // a fault arrives; `idle` lets a spinning thread poll only on an otherwise idle core, so a writer it
@@ -53,33 +77,14 @@ FaultWait parse_fault_wait(const std::string& text) {
 // core). A refused policy (no permission) falls back to normal.
 enum class FaultSched { kAuto, kNormal, kFifo, kIdle };
 
-FaultSched parse_fault_sched(const std::string& text) {
-  if (text == "auto") return FaultSched::kAuto;
-  if (text == "normal") return FaultSched::kNormal;
-  if (text == "fifo") return FaultSched::kFifo;
-  if (text == "idle") return FaultSched::kIdle;
-  throw UsageError("--set uffd-wp.fault_sched: '" + text + "' is not one of auto, normal, fifo, idle");
-}
+constexpr Named<FaultSched> kFaultSchedNames[] = {
+    {"auto", FaultSched::kAuto}, {"normal", FaultSched::kNormal}, {"fifo", FaultSched::kFifo}, {"idle", FaultSched::kIdle}};
 
 // Where the saver copies a chunk before un-protecting it (see save_chunk).
 enum class Staging { kImage, kSeparate, kNone };
 
-Staging parse_staging(const std::string& text) {
-  if (text == "image") return Staging::kImage;
-  if (text == "separate") return Staging::kSeparate;
-  if (text == "none") return Staging::kNone;
-  throw UsageError("--set uffd-wp.staging: '" + text + "' is not one of image, separate, none");
-}
-
-const char* fault_sched_name(FaultSched s) {
-  switch (s) {
-    case FaultSched::kAuto: return "auto";
-    case FaultSched::kNormal: return "normal";
-    case FaultSched::kFifo: return "fifo";
-    case FaultSched::kIdle: return "idle";
-  }
-  return "?";
-}
+constexpr Named<Staging> kStagingNames[] = {
+    {"image", Staging::kImage}, {"separate", Staging::kSeparate}, {"none", Staging::kNone}};
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -358,7 +363,7 @@ class FaultHandler {
   // Faults that found the ring full and had to wait for the saver.
   uint64_t ring_full_waits() const { return ring_full_waits_.load(std::memory_order_relaxed); }
   // The policy applied at start ("normal" when the requested one was refused).
-  const char* sched_name() const { return fault_sched_name(idle_ended_ ? FaultSched::kIdle : sched_); }
+  const char* sched_name() const { return name_of(kFaultSchedNames, idle_ended_ ? FaultSched::kIdle : sched_); }
 
  private:
   FaultSched apply_policy(FaultSched policy) {
@@ -631,7 +636,7 @@ class UffdWpStrategy : public Strategy {
          "how the fault thread waits for faults: read (blocking read), poll, spin (busy-polls a "
          "non-blocking fd, burns a core), or saver (no fault thread: the saver serves faults between "
          "chunks, QEMU-style; writers then wait while the sink blocks)",
-         {"read", "poll", "spin", "saver"}},
+         names_of(kFaultWaitNames)},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
          "copy-aside ring size in pages; when full the fault thread waits for the saver"},
         {"staging", ParamSpec::Type::kString, "image", 0, 0,
@@ -639,7 +644,7 @@ class UffdWpStrategy : public Strategy {
          "buffer, made room for before the chunk is claimed: one copy, writers never wait for the sink), "
          "separate (into a staging buffer, then into the image: an extra copy), none (into the image, "
          "which may flush to the sink while writers wait on the chunk)",
-         {"image", "separate", "none"}},
+         names_of(kStagingNames)},
         {"wp_unpopulated", ParamSpec::Type::kBool, "true", 0, 0,
          "use UFFD_FEATURE_WP_UNPOPULATED when the kernel offers it; false pre-faults never-touched pages "
          "with a read instead (QEMU's way on older kernels)"},
@@ -660,7 +665,7 @@ class UffdWpStrategy : public Strategy {
         {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
          "fault thread scheduling: auto (fifo for poll/read, normal for spin), normal, fifo (SCHED_FIFO; "
          "never for spin), idle (SCHED_IDLE); falls back to normal without permission",
-         {"auto", "normal", "fifo", "idle"}},
+         names_of(kFaultSchedNames)},
     };
   }
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
@@ -671,8 +676,8 @@ class UffdWpStrategy : public Strategy {
     const size_t pages = region.pages();
     const size_t chunk_pages = size_t(ctx.params.get_int("chunk_pages"));
     const size_t ring_pages = size_t(ctx.params.get_int("ring_pages"));
-    const FaultWait wait = parse_fault_wait(ctx.params.get_string("fault_wait"));
-    const FaultSched sched = parse_fault_sched(ctx.params.get_string("fault_sched"));
+    const FaultWait wait = by_name(kFaultWaitNames, ctx.params.get_string("fault_wait"));
+    const FaultSched sched = by_name(kFaultSchedNames, ctx.params.get_string("fault_sched"));
 
     const UffdFeatures& offered = uffd_features();
     const bool wp_unpopulated = ctx.params.get_bool("wp_unpopulated") && offered.has(UFFD_FEATURE_WP_UNPOPULATED);
@@ -684,7 +689,7 @@ class UffdWpStrategy : public Strategy {
     // Everything that can be prepared while the writers run is, to keep the pause short.
     ClaimBitmap claims(pages);
     CopyAsideRing ring(ring_pages);
-    const Staging staging_mode = parse_staging(ctx.params.get_string("staging"));
+    const Staging staging_mode = by_name(kStagingNames, ctx.params.get_string("staging"));
     std::unique_ptr<PrefaultedBuffer> staging;
     if (staging_mode == Staging::kSeparate) staging = std::make_unique<PrefaultedBuffer>(chunk_pages * kPageSize);
     std::vector<uint64_t> chunk_won((chunk_pages + 63) / 64 + 1);
