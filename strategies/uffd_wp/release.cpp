@@ -1,0 +1,75 @@
+// uffd-wp's saver: claims, copies and un-protects one chunk (see release.h).
+#include "strategies/uffd_wp/release.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace snap::uffd_wp {
+
+size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, ClaimBitmap& claims, Staging mode,
+                  uint8_t* staging, std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
+                  uint64_t& unprotect_ns) {
+  if (mode == Staging::kImage) writer.reserve(last - first);  // before any page is claimed
+  // Claim word by word (one atomic per 64 pages); remember the won bits relative to `first`.
+  std::fill(won.begin(), won.end(), 0);
+  for (size_t p = first; p < last;) {
+    const size_t lo = p % 64;
+    const size_t width = std::min<size_t>(64 - lo, last - p);
+    const uint64_t mask = (width == 64 ? ~0ull : ((1ull << width) - 1) << lo);
+    for (uint64_t bits = claims.claim_mask(p / 64, mask); bits; bits &= bits - 1) {
+      const size_t rel = (p - lo) + size_t(__builtin_ctzll(bits)) - first;
+      won[rel / 64] |= 1ull << (rel % 64);
+    }
+    p += width;
+  }
+  // Calls fn(rel, count) for each run of won pages.
+  const size_t n = last - first;
+  auto for_each_run = [&won, n](auto&& fn) {
+    for (size_t rel = 0; rel < n;) {
+      if (!((won[rel / 64] >> (rel % 64)) & 1)) {
+        ++rel;
+        continue;
+      }
+      size_t end = rel + 1;
+      while (end < n && ((won[end / 64] >> (end % 64)) & 1)) ++end;
+      fn(rel, end - rel);
+      rel = end;
+    }
+  };
+  auto release = [&](size_t rel, size_t count) {
+    if (releaser && releaser->try_push(first + rel, count)) return;
+    const uint64_t t0 = now_ns();
+    uffd.writeprotect(region.page(first + rel), count * kPageSize, false, true);
+    unprotect_ns += now_ns() - t0;
+  };
+  size_t saved = 0;
+  switch (mode) {
+    case Staging::kImage:
+      for_each_run([&](size_t rel, size_t count) {
+        writer.save_pages(first + rel, region.page(first + rel), count);
+        saved += count;
+      });
+      for_each_run(release);
+      break;
+    case Staging::kSeparate:
+      for_each_run([&](size_t rel, size_t count) {
+        std::memcpy(staging + rel * kPageSize, region.page(first + rel), count * kPageSize);
+      });
+      for_each_run(release);
+      for_each_run([&](size_t rel, size_t count) {
+        writer.save_pages(first + rel, staging + rel * kPageSize, count);
+        saved += count;
+      });
+      break;
+    case Staging::kNone:
+      for_each_run([&](size_t rel, size_t count) {
+        writer.save_pages(first + rel, region.page(first + rel), count);
+        release(rel, count);
+        saved += count;
+      });
+      break;
+  }
+  return saved;
+}
+
+}  // namespace snap::uffd_wp
