@@ -20,6 +20,12 @@ struct ImageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The kernel lacks what the chosen parameters need (a strategy's probe() passed, but e.g. a
+// parameter value asks for a feature it does not offer). The run becomes status=unsupported.
+struct UnsupportedError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // A system call failed: message plus strerror(errno).
 [[noreturn]] void throw_errno(const std::string& what);
 

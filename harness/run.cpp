@@ -293,6 +293,10 @@ RunResult run_once(const RunSpec& spec) {
     }
   } catch (const UsageError&) {
     throw;
+  } catch (const UnsupportedError& e) {
+    res.status = RunStatus::kUnsupported;
+    res.reason = e.what();
+    res.verified = "off";
   } catch (const std::exception& e) {
     res.status = RunStatus::kFailed;
     res.reason = e.what();

@@ -20,6 +20,7 @@
 #include "strategies/uffd_wp/fault_service.h"
 #include "strategies/uffd_wp/page_state.h"
 #include "strategies/uffd_wp/release.h"
+#include "strategies/uffd_wp/sigbus.h"
 
 namespace snap {
 
@@ -83,11 +84,13 @@ class UffdWpStrategy : public Strategy {
          "pages the saver claims, copies and un-protects at a time (writers hitting the chunk wait for it)"},
         {"fault_wait", ParamSpec::Type::kString, "read", 0, 0,
          "how the fault thread waits for faults: read (blocking read), poll, spin (busy-polls a "
-         "non-blocking fd, burns a core), or saver (no fault thread: the saver serves faults between "
-         "chunks, QEMU-style; writers then wait while the sink blocks)",
+         "non-blocking fd, burns a core), saver (no fault thread: the saver serves faults between "
+         "chunks, QEMU-style; writers then wait while the sink blocks), or sigbus (no fault thread: "
+         "UFFD_FEATURE_SIGBUS makes the faulting writer's own SIGBUS handler copy its page aside and "
+         "un-protect it; unsupported without that feature)",
          names_of(kFaultWaitNames)},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
-         "copy-aside ring size in pages; when full the fault thread waits for the saver"},
+         "copy-aside ring size in pages; when full the fault thread (or a sigbus handler) waits for the saver"},
         {"staging", ParamSpec::Type::kString, "image", 0, 0,
          "where a chunk is copied before it is un-protected: image (straight into the image writer's "
          "buffer, made room for before the chunk is claimed: one copy, writers never wait for the sink), "
@@ -132,6 +135,12 @@ class UffdWpStrategy : public Strategy {
     const bool wp_unpopulated = ctx.params.get_bool("wp_unpopulated") && offered.has(UFFD_FEATURE_WP_UNPOPULATED);
     uint64_t features = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
     if (wp_unpopulated) features |= UFFD_FEATURE_WP_UNPOPULATED;
+    const bool sigbus = wait == FaultWait::kSigbus;
+    if (sigbus) {
+      const std::string why = sigbus_unsupported_reason();
+      if (!why.empty()) throw UnsupportedError(why);
+      features |= UFFD_FEATURE_SIGBUS;
+    }
     ctx.metrics.note("wp_unpopulated", wp_unpopulated ? "1" : "0");
     ctx.metrics.note("fault_wait", ctx.params.get_string("fault_wait"));
 
@@ -143,25 +152,35 @@ class UffdWpStrategy : public Strategy {
     if (staging_mode == Staging::kSeparate) staging = std::make_unique<PrefaultedBuffer>(chunk_pages * kPageSize);
     std::vector<uint64_t> chunk_won((chunk_pages + 63) / 64 + 1);
     ctx.metrics.extra_rss_bytes = claims.bytes() + ring.bytes() + (staging ? staging->bytes() : 0);
+    // With sigbus, the pages already un-protected: what a writer's handler waits on for a page the
+    // saver claimed (a fault thread needs none: the saver's un-protect wakes the blocked writer).
+    std::unique_ptr<ClaimBitmap> released;
+    if (sigbus) {
+      released = std::make_unique<ClaimBitmap>(pages);
+      ctx.metrics.extra_rss_bytes += released->bytes();
+    }
 
     // Declaration order is the clean-up order reversed: the fault thread stops first, then the
-    // whole range is released (waking any blocked writer) and unregistered, the fd closed, and
-    // the writers resumed last if still paused.
+    // whole range is released (waking any blocked writer) and unregistered, the SIGBUS handler
+    // (sigbus) removed, the fd closed, and the writers resumed last if still paused.
     PauseGuard pause(ctx.control);
     Uffd uffd(features, /*nonblocking=*/wait != FaultWait::kRead);
     if (!wp_unpopulated) prefault_by_reading(region);
+    std::unique_ptr<SigbusFaultPath> sigbus_path;
+    if (sigbus) sigbus_path = std::make_unique<SigbusFaultPath>(uffd.fd(), region, claims, *released, ring);
     WpRegistration registration(uffd, region);
     std::unique_ptr<StopSentinel> sentinel;
     if (wait == FaultWait::kRead) sentinel = std::make_unique<StopSentinel>(uffd);
     std::unique_ptr<FaultHandler> handler;
-    if (wait != FaultWait::kSaver) {
+    if (wait != FaultWait::kSaver && !sigbus) {
       handler = std::make_unique<FaultHandler>(uffd, region, claims, ring, wait, sentinel.get(), sched);
       ctx.metrics.note("fault_sched", handler->sched_name());
     } else {
       ctx.metrics.note("fault_sched", "none");
     }
     std::unique_ptr<SaverFaultService> saver_service;
-    if ((ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead) || wait == FaultWait::kSaver) {
+    // (With sigbus no fault is ever queued on the fd: there is nothing for the saver to serve.)
+    if ((ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead && !sigbus) || wait == FaultWait::kSaver) {
       saver_service = std::make_unique<SaverFaultService>(uffd, region, claims);
       ctx.metrics.extra_rss_bytes += saver_service->bytes();
     }
@@ -169,7 +188,7 @@ class UffdWpStrategy : public Strategy {
     // Declared after the registration: on any exit it stops before the region is released.
     std::unique_ptr<ChunkReleaser> releaser;
     if (ctx.params.get_bool("release_thread"))
-      releaser = std::make_unique<ChunkReleaser>(uffd, region, size_t(ctx.params.get_int("release_queue")));
+      releaser = std::make_unique<ChunkReleaser>(uffd, region, size_t(ctx.params.get_int("release_queue")), released.get());
     ctx.metrics.note("setup_s", std::to_string(ns_to_s(now_ns() - t_setup)));
     pause.pause();
     const uint64_t t0 = now_ns();
@@ -198,6 +217,7 @@ class UffdWpStrategy : public Strategy {
     const bool saver_yields = ctx.params.get_bool("saver_yield");
     for (size_t first = 0; first < pages;) {
       if (handler) handler->rethrow_if_failed();
+      if (sigbus_path) sigbus_path->rethrow_if_failed();
       // A writer woken on the saver's core would otherwise wait for the saver's time slice to end
       // (up to milliseconds); yielding between chunks bounds that wait to one chunk. Costs one
       // cheap system call per chunk when nothing else is runnable.
@@ -206,13 +226,15 @@ class UffdWpStrategy : public Strategy {
       aside_pages += ring.drain(save_aside);
       const size_t last = std::min(pages, size_t((base_page + first) / chunk_pages + 1) * chunk_pages - size_t(base_page));
       saver_pages += save_chunk(region, uffd, releaser.get(), claims, staging_mode, staging ? staging->data() : nullptr,
-                                chunk_won, first, last, writer, unprotect_ns);
+                                chunk_won, first, last, writer, unprotect_ns, released.get());
       first = last;
     }
-    // Every page is claimed now; wait for the pages the fault thread took to come out of the ring.
+    // Every page is claimed now; wait for the pages the fault thread (or the writers' handlers) took
+    // to come out of the ring.
     if (handler) handler->end_idle_policy();
     while (saver_pages + aside_pages < pages) {
       if (handler) handler->rethrow_if_failed();
+      if (sigbus_path) sigbus_path->rethrow_if_failed();
       if (saver_service) saver_pages += saver_service->serve(writer);
       const size_t n = ring.drain(save_aside);
       aside_pages += n;
@@ -234,12 +256,21 @@ class UffdWpStrategy : public Strategy {
     writer.finish();
 
     const uint64_t saver_faults = saver_service ? saver_service->messages() : 0;
-    ctx.metrics.faults = (handler ? handler->fault_messages() : 0) + saver_faults;
+    const SigbusCounters in_thread = sigbus_path ? sigbus_path->counters() : SigbusCounters{};
+    ctx.metrics.faults = (handler ? handler->fault_messages() : 0) + saver_faults + in_thread.faults;
     ctx.metrics.passes = 1;
-    ctx.metrics.note("fault_copies", std::to_string(handler ? handler->pages_copied() : 0));
-    ctx.metrics.note("ring_full_waits", std::to_string(handler ? handler->ring_full_waits() : 0));
+    ctx.metrics.note("fault_copies", std::to_string(handler ? handler->pages_copied() : in_thread.copies));
+    ctx.metrics.note("ring_full_waits", std::to_string(handler ? handler->ring_full_waits() : in_thread.ring_full_waits));
     ctx.metrics.note("saver_faults", std::to_string(saver_faults));
     ctx.metrics.note("unprotect_s", std::to_string(ns_to_s(unprotect_ns)));
+    if (sigbus_path) {
+      // Where a faulting writer's time goes, summed over the writers (see SigbusCounters).
+      ctx.metrics.note("sigbus_claimed_waits", std::to_string(in_thread.claimed_waits));
+      ctx.metrics.note("sigbus_handler_s", std::to_string(ns_to_s(in_thread.handler_ns)));
+      ctx.metrics.note("sigbus_copy_s", std::to_string(ns_to_s(in_thread.copy_ns)));
+      ctx.metrics.note("sigbus_unprotect_s", std::to_string(ns_to_s(in_thread.unprotect_ns)));
+      ctx.metrics.note("sigbus_wait_s", std::to_string(ns_to_s(in_thread.wait_ns)));
+    }
     ctx.metrics.image = writer.stats();
   }
 };

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <iostream>
 #include <future>
 #include <map>
 #include <memory>
@@ -26,6 +27,7 @@
 #include "core/uffd.h"
 #include "harness/run.h"
 #include "strategies/strategy.h"
+#include "strategies/uffd_wp/sigbus.h"
 #include "tests/test_support.h"
 
 using namespace snap;
@@ -180,8 +182,18 @@ bool note_has(const std::string& notes, const std::string& key_value) {
   return (";" + notes + ";").find(";" + key_value + ";") != std::string::npos;
 }
 
-// Every fault_wait mode (`saver` has no fault thread: the saver serves faults between chunks).
-const char* const kFaultWaits[] = {"spin", "poll", "read", "saver"};
+// Every fault_wait mode (`saver` has no fault thread: the saver serves faults between chunks;
+// `sigbus` neither: each writer saves its own page in its SIGBUS handler).
+const char* const kFaultWaits[] = {"spin", "poll", "read", "saver", "sigbus"};
+
+// False (and says why, as a skipped case on stdout) when this kernel cannot run `fault_wait`: only
+// sigbus needs more than the strategy's probe (UFFD_FEATURE_SIGBUS).
+bool fault_wait_runs_here(const std::string& fault_wait) {
+  if (fault_wait != "sigbus") return true;
+  const std::string why = uffd_wp::sigbus_unsupported_reason();
+  if (!why.empty()) std::cout << "[  SKIPPED ] fault_wait=sigbus: " << why << "\n";
+  return why.empty();
+}
 
 }  // namespace
 
@@ -213,11 +225,14 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
       {"poll", false, 0.3, "64", "separate", "false"}, {"spin", true, 0.3, "512", "none", "false"},
       {"saver", false, 1.0, "16", "image", "true"},    {"saver", true, 0.3, "64", "none", "false"},
       {"read", true, 1.0, "300", "image", "true"},     {"poll", false, 1.0, "4096", "separate", "true"},
+      {"sigbus", false, 1.0, "64", "image", "true"},   {"sigbus", true, 0.3, "512", "none", "false"},
+      {"sigbus", false, 0.0, "7", "separate", "true"}, {"sigbus", true, 1.0, "1", "image", "true"},
   };
   // An odd size too: the last chunk and the last bitmap word are partial.
   const uint64_t sizes[] = {16ull << 20, (16ull << 20) + 5 * kPageSize};
   for (size_t k = 0; k < std::size(cases); ++k) {
     const Case& c = cases[k];
+    if (!fault_wait_runs_here(c.fault_wait)) continue;
     const uint64_t bytes = sizes[k % 2];
     SCOPED_TRACE(std::string(c.fault_wait) + " thp=" + std::to_string(c.thp) + " populate=" +
                  std::to_string(c.populate) + " chunk=" + c.chunk_pages + " staging=" + c.staging +
@@ -264,8 +279,10 @@ TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
     bool thp;
     const char* wp_unpopulated;  // "false": never-touched pages are pre-faulted by reading instead
   } cases[] = {{"spin", false, "true"}, {"spin", true, "true"},  {"poll", false, "true"}, {"poll", true, "true"},
-               {"read", false, "true"}, {"read", true, "true"},  {"poll", false, "false"}, {"read", true, "false"}};
+               {"read", false, "true"}, {"read", true, "true"},  {"poll", false, "false"}, {"read", true, "false"},
+               {"sigbus", false, "true"}, {"sigbus", true, "true"}, {"sigbus", false, "false"}};
   for (const auto& [wait, thp, wp_unpopulated] : cases) {
+    if (!fault_wait_runs_here(wait)) continue;
     {
       SCOPED_TRACE(std::string(wait) + (thp ? " thp" : " no-thp") + " wp_unpopulated=" + wp_unpopulated);
       Region region(RegionOptions{16ull << 20, 0.5, thp, -1, 3});
@@ -372,6 +389,7 @@ TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
 TEST(UffdWp, FailingSinkLeavesNothingProtected) {
   SKIP_WITHOUT_UFFD_WP();
   for (const char* wait : kFaultWaits) {
+    if (!fault_wait_runs_here(wait)) continue;
     for (bool thp : {false, true}) {
       // The release thread (with THP, to keep the test short) must not leave a queued chunk protected.
       const char* release_thread = thp ? "true" : "false";
@@ -431,16 +449,19 @@ TEST(UffdWp, EndToEndVerifiesAcrossPatternsPopulationAndThp) {
     const char* pattern;
     const char* rate;
   } loads[] = {{"uniform", "0"}, {"uniform", "50MiB/s"}, {"uniform", "max"}, {"hotset:0.1:0.9", "400MiB/s"}};
+  for (const char* wait : {"read", "sigbus"}) {
+  if (!fault_wait_runs_here(wait)) continue;
   for (const auto& load : loads) {
     for (double populate : {1.0, 0.3}) {
       for (bool thp : {false, true}) {
         RunSpec s = uffd_spec();
+        s.params["uffd-wp"]["fault_wait"] = wait;
         s.pattern = load.pattern;
         s.rate = load.rate;
         s.populate = populate;
         s.thp = thp;
-        SCOPED_TRACE(std::string(load.pattern) + " " + load.rate + " populate=" + std::to_string(populate) +
-                     (thp ? " thp" : ""));
+        SCOPED_TRACE(std::string(wait) + " " + load.pattern + " " + load.rate + " populate=" +
+                     std::to_string(populate) + (thp ? " thp" : ""));
         RunResult r = run_once(s);
         EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
         EXPECT_EQ(r.verified, "pass") << r.verify_detail;
@@ -454,6 +475,7 @@ TEST(UffdWp, EndToEndVerifiesAcrossPatternsPopulationAndThp) {
         }
       }
     }
+  }
   }
 }
 
@@ -473,8 +495,10 @@ TEST(UffdWp, EndToEndEveryFaultServicingVariant) {
       {"poll", "auto", "fifo|normal", "separate", "false", "true"}, {"poll", "idle", "idle|normal", "none", "true", "true"},
       {"spin", "auto", "normal", "image", "true", "true"},       {"spin", "fifo", "normal", "separate", "false", "false"},
       {"spin", "idle", "idle|normal", "none", "true", "true"},   {"saver", "auto", "none", "image", "true", "true"},
+      {"sigbus", "auto", "none", "image", "true", "true"},      {"sigbus", "auto", "none", "none", "false", "false"},
   };
   for (const auto& c : cases) {
+    if (!fault_wait_runs_here(c.fault_wait)) continue;
     RunSpec s = uffd_spec();
     s.rate = "200MiB/s";
     s.params["uffd-wp"] = {{"fault_wait", c.fault_wait},
@@ -513,9 +537,13 @@ TEST(UffdWp, ChunksAreReleasedBehindTheSaver) {
   struct Case {
     const char* staging;
     const char* release_thread;
-  } cases[] = {{"image", "false"}, {"image", "true"}, {"separate", "true"}, {"none", "true"}};
+    const char* fault_wait;
+  } cases[] = {{"image", "false", "read"}, {"image", "true", "read"},   {"separate", "true", "read"},
+               {"none", "true", "read"},   {"image", "false", "sigbus"}, {"none", "true", "sigbus"}};
   for (const auto& c : cases) {
-    SCOPED_TRACE(std::string("staging=") + c.staging + " release_thread=" + c.release_thread);
+    if (!fault_wait_runs_here(c.fault_wait)) continue;
+    SCOPED_TRACE(std::string("staging=") + c.staging + " release_thread=" + c.release_thread + " fault_wait=" +
+                 c.fault_wait);
     Region region(RegionOptions{(16ull << 20) + 3 * kPageSize, 0.7, false, -1, 13});
     TestWriters writers(region, 0, std::chrono::microseconds(0));
     constexpr size_t kEarlyPages = 128;  // four 32-page chunks; the first sink write comes >= 255 pages in
@@ -527,7 +555,10 @@ TEST(UffdWp, ChunksAreReleasedBehindTheSaver) {
           std::chrono::seconds(5));
     };
     DirectRun run = snapshot_directly(region, writers, sink,
-                                      {{"release_thread", c.release_thread}, {"staging", c.staging}, {"chunk_pages", "32"}});
+                                      {{"release_thread", c.release_thread},
+                                       {"staging", c.staging},
+                                       {"chunk_pages", "32"},
+                                       {"fault_wait", c.fault_wait}});
     writers.stop();
     ASSERT_EQ(run.error, "");
     EXPECT_TRUE(early_released) << "the first chunks were still write-protected when the image reached the sink";
@@ -541,16 +572,23 @@ TEST(UffdWp, ChunksAreReleasedBehindTheSaver) {
 
 TEST(UffdWp, EndToEndFailingSinkThenASecondRunSucceeds) {
   SKIP_WITHOUT_UFFD_WP();
-  RunSpec s = uffd_spec();
-  s.rate = "100MiB/s";
-  s.sink = "fail:100000";
-  RunResult failed = run_once(s);
-  EXPECT_EQ(failed.status, RunStatus::kFailed);
-  EXPECT_NE(failed.reason.find("injected"), std::string::npos) << failed.reason;
+  for (const char* wait : {"read", "sigbus"}) {
+    if (!fault_wait_runs_here(wait)) continue;
+    SCOPED_TRACE(wait);
+    RunSpec s = uffd_spec();
+    s.rate = "100MiB/s";
+    s.sink = "fail:100000";
+    s.params["uffd-wp"]["fault_wait"] = wait;
+    RunResult failed = run_once(s);
+    EXPECT_EQ(failed.status, RunStatus::kFailed);
+    EXPECT_NE(failed.reason.find("injected"), std::string::npos) << failed.reason;
 
-  RunSpec ok = uffd_spec();
-  ok.rate = "100MiB/s";
-  RunResult r = run_once(ok);
-  EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
-  EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+    RunSpec ok = uffd_spec();
+    ok.rate = "100MiB/s";
+    ok.params["uffd-wp"]["fault_wait"] = wait;
+    RunResult r = run_once(ok);
+    EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
+    EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+    EXPECT_EQ(r.image.duplicate_pages, 0u);
+  }
 }

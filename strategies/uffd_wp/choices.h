@@ -10,7 +10,7 @@ namespace snap::uffd_wp {
 // How the fault thread waits for the next write fault (a latency/CPU trade-off benchmarked later).
 // `saver` has no fault thread at all: the saver serves faults between chunks, as QEMU's migration
 // thread does (fewer threads competing for cores, but a writer waits while the sink blocks).
-enum class FaultWait { kSpin, kPoll, kRead, kSaver };
+enum class FaultWait { kSpin, kPoll, kRead, kSaver, kSigbus };
 
 // Each string parameter's values, named once: the declared choices (which ParamValues checks before
 // any snapshot starts), the parsing, and the names written back into the notes.
@@ -42,7 +42,8 @@ const char* name_of(const Named<E> (&table)[N], E value) {
 }
 
 constexpr Named<FaultWait> kFaultWaitNames[] = {
-    {"read", FaultWait::kRead}, {"poll", FaultWait::kPoll}, {"spin", FaultWait::kSpin}, {"saver", FaultWait::kSaver}};
+    {"read", FaultWait::kRead}, {"poll", FaultWait::kPoll}, {"spin", FaultWait::kSpin}, {"saver", FaultWait::kSaver},
+    {"sigbus", FaultWait::kSigbus}};
 
 // The fault thread's scheduling policy. `fifo` (real-time) wakes it ahead of everything the moment
 // a fault arrives; `idle` lets a spinning thread poll only on an otherwise idle core, so a writer it

@@ -182,7 +182,8 @@ class FaultHandler {
           got = read(fd, msgs, sizeof msgs);  // blocking fd
           break;
         case FaultWait::kSaver:
-          return;  // no fault thread in this mode
+        case FaultWait::kSigbus:
+          return;  // no fault thread in these modes
       }
       if (got < 0) {
         if (errno == EINTR) continue;
@@ -212,17 +213,18 @@ class FaultHandler {
       // Already claimed: either the saver has it in the chunk it is saving (its un-protect wakes
       // the writer) or this thread saved it for an earlier message (that un-protect woke it).
       if (!claims_.claim(page)) continue;
-      uint8_t* slot = ring_.slot_to_fill();
+      uint64_t ticket = 0;
+      uint8_t* slot = ring_.reserve(ticket);
       if (slot == nullptr) {
         // Full ring: the saver is behind (slow sink). Back-pressure is the only bounded option.
         ring_full_waits_.fetch_add(1, std::memory_order_relaxed);
-        while ((slot = ring_.slot_to_fill()) == nullptr) {
+        while ((slot = ring_.reserve(ticket)) == nullptr) {
           if (stop_.load(std::memory_order_acquire)) return true;  // the clean-up un-protects everything
           sched_yield();
         }
       }
       std::memcpy(slot, region_.page(page), kPageSize);
-      ring_.publish(page);
+      ring_.publish(ticket, page);
       copied_.fetch_add(1, std::memory_order_relaxed);
       uffd_.writeprotect(reinterpret_cast<void*>(addr), kPageSize, false, true);
     }

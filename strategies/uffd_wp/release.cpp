@@ -8,7 +8,7 @@ namespace snap::uffd_wp {
 
 size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, ClaimBitmap& claims, Staging mode,
                   uint8_t* staging, std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
-                  uint64_t& unprotect_ns) {
+                  uint64_t& unprotect_ns, ClaimBitmap* released) {
   if (mode == Staging::kImage) writer.reserve(last - first);  // before any page is claimed
   // Claim word by word (one atomic per 64 pages); remember the won bits relative to `first`.
   std::fill(won.begin(), won.end(), 0);
@@ -41,6 +41,7 @@ size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, Cla
     const uint64_t t0 = now_ns();
     uffd.writeprotect(region.page(first + rel), count * kPageSize, false, true);
     unprotect_ns += now_ns() - t0;
+    if (released) released->mark_range(first + rel, count);
   };
   size_t saved = 0;
   switch (mode) {

@@ -32,8 +32,9 @@ namespace snap::uffd_wp {
 // 25 us instead of 0.01); the queue is bounded by release_queue. Figures: results/variants/uffd-wp.
 class ChunkReleaser {
  public:
-  ChunkReleaser(Uffd& uffd, const Region& region, size_t max_queued)
-      : uffd_(uffd), region_(region), max_queued_(max_queued) {
+  // `released` (optional) gets the bits of every range once it is un-protected.
+  ChunkReleaser(Uffd& uffd, const Region& region, size_t max_queued, ClaimBitmap* released = nullptr)
+      : uffd_(uffd), region_(region), max_queued_(max_queued), released_(released) {
     thread_ = std::thread([this] { run(); });
   }
   ~ChunkReleaser() { stop(); }
@@ -89,6 +90,7 @@ class ChunkReleaser {
       const uint64_t t0 = now_ns();
       try {
         uffd_.writeprotect(region_.page(r.first), r.count * kPageSize, false, true);
+        if (released_) released_->mark_range(r.first, r.count);
       } catch (...) {
         error = std::current_exception();
       }
@@ -104,6 +106,7 @@ class ChunkReleaser {
   Uffd& uffd_;
   const Region& region_;
   const size_t max_queued_;
+  ClaimBitmap* const released_;
   std::mutex mutex_;
   std::condition_variable wake_, idle_;
   std::deque<Range> queue_;
@@ -158,9 +161,10 @@ class WpRegistration {
 // for one chunk's copy, never for the sink. kSeparate copies the runs into the staging buffer,
 // un-protects them, then saves them (the same guarantee with one more copy). kNone saves each run
 // and un-protects it after (a flush to a slow sink may happen while a writer waits). Returns the
-// number of pages this call saved.
+// number of pages this call saved. `released` (optional, fault_wait=sigbus) gets the bits of each
+// run once it is un-protected: a writer's signal handler waits on them for a page the saver claimed.
 size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, ClaimBitmap& claims, Staging mode,
                   uint8_t* staging, std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
-                  uint64_t& unprotect_ns);
+                  uint64_t& unprotect_ns, ClaimBitmap* released = nullptr);
 
 }  // namespace snap::uffd_wp
