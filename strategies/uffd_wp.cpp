@@ -152,13 +152,10 @@ class UffdWpStrategy : public Strategy {
     if (staging_mode == Staging::kSeparate) staging = std::make_unique<PrefaultedBuffer>(chunk_pages * kPageSize);
     std::vector<uint64_t> chunk_won((chunk_pages + 63) / 64 + 1);
     ctx.metrics.extra_rss_bytes = claims.bytes() + ring.bytes() + (staging ? staging->bytes() : 0);
-    // With sigbus, the pages already un-protected: what a writer's handler waits on for a page the
-    // saver claimed (a fault thread needs none: the saver's un-protect wakes the blocked writer).
-    std::unique_ptr<ClaimBitmap> released;
-    if (sigbus) {
-      released = std::make_unique<ClaimBitmap>(pages);
-      ctx.metrics.extra_rss_bytes += released->bytes();
-    }
+    // The pages already un-protected: what a sigbus handler waits on for a page the saver claimed,
+    // and what lets the saver release a chunk with one ioctl (see save_chunk).
+    auto released = std::make_unique<ClaimBitmap>(pages);
+    ctx.metrics.extra_rss_bytes += released->bytes();
 
     // Declaration order is the clean-up order reversed: the fault thread stops first, then the
     // whole range is released (waking any blocked writer) and unregistered, the SIGBUS handler
@@ -173,7 +170,7 @@ class UffdWpStrategy : public Strategy {
     if (wait == FaultWait::kRead) sentinel = std::make_unique<StopSentinel>(uffd);
     std::unique_ptr<FaultHandler> handler;
     if (wait != FaultWait::kSaver && !sigbus) {
-      handler = std::make_unique<FaultHandler>(uffd, region, claims, ring, wait, sentinel.get(), sched);
+      handler = std::make_unique<FaultHandler>(uffd, region, claims, *released, ring, wait, sentinel.get(), sched);
       ctx.metrics.note("fault_sched", handler->sched_name());
     } else {
       ctx.metrics.note("fault_sched", "none");
@@ -181,7 +178,7 @@ class UffdWpStrategy : public Strategy {
     std::unique_ptr<SaverFaultService> saver_service;
     // (With sigbus no fault is ever queued on the fd: there is nothing for the saver to serve.)
     if ((ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead && !sigbus) || wait == FaultWait::kSaver) {
-      saver_service = std::make_unique<SaverFaultService>(uffd, region, claims);
+      saver_service = std::make_unique<SaverFaultService>(uffd, region, claims, *released);
       ctx.metrics.extra_rss_bytes += saver_service->bytes();
     }
 

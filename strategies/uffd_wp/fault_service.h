@@ -66,9 +66,11 @@ class StopSentinel {
 // the saver, whose un-protect wakes the writer.
 class FaultHandler {
  public:
-  FaultHandler(Uffd& uffd, const Region& region, ClaimBitmap& claims, CopyAsideRing& ring, FaultWait wait,
-               StopSentinel* sentinel, FaultSched policy)
-      : uffd_(uffd), region_(region), claims_(claims), ring_(ring), wait_(wait), sentinel_(sentinel) {
+  // `released` gets the bit of every page this thread un-protects.
+  FaultHandler(Uffd& uffd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released, CopyAsideRing& ring,
+               FaultWait wait, StopSentinel* sentinel, FaultSched policy)
+      : uffd_(uffd), region_(region), claims_(claims), released_(released), ring_(ring), wait_(wait),
+        sentinel_(sentinel) {
     if (wait_ == FaultWait::kPoll) {
       stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (stop_fd_ < 0) throw_errno("eventfd for the uffd-wp fault thread");
@@ -227,6 +229,7 @@ class FaultHandler {
       ring_.publish(ticket, page);
       copied_.fetch_add(1, std::memory_order_relaxed);
       uffd_.writeprotect(reinterpret_cast<void*>(addr), kPageSize, false, true);
+      released_.mark_range(page, 1);
     }
     return stop;
   }
@@ -234,6 +237,7 @@ class FaultHandler {
   Uffd& uffd_;
   const Region& region_;
   ClaimBitmap& claims_;
+  ClaimBitmap& released_;
   CopyAsideRing& ring_;
   const FaultWait wait_;
   StopSentinel* sentinel_;
@@ -257,8 +261,8 @@ class FaultHandler {
 class SaverFaultService {
  public:
   static constexpr size_t kBatch = 32;
-  SaverFaultService(Uffd& uffd, const Region& region, ClaimBitmap& claims)
-      : uffd_(uffd), region_(region), claims_(claims), pages_(kBatch * kPageSize) {}
+  SaverFaultService(Uffd& uffd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released)
+      : uffd_(uffd), region_(region), claims_(claims), released_(released), pages_(kBatch * kPageSize) {}
 
   // Serves the messages waiting now: claims, copies aside, un-protects, then saves. Returns the
   // number of pages saved.
@@ -283,7 +287,10 @@ class SaverFaultService {
       std::memcpy(pages_.data() + n * kPageSize, region_.page(page), kPageSize);
       taken[n++] = page;
     }
-    for (size_t i = 0; i < n; ++i) uffd_.writeprotect(region_.page(taken[i]), kPageSize, false, true);
+    for (size_t i = 0; i < n; ++i) {
+      uffd_.writeprotect(region_.page(taken[i]), kPageSize, false, true);
+      released_.mark_range(taken[i], 1);
+    }
     for (size_t i = 0; i < n; ++i) writer.save_page(taken[i], pages_.data() + i * kPageSize);
     return n;
   }
@@ -294,6 +301,7 @@ class SaverFaultService {
   Uffd& uffd_;
   const Region& region_;
   ClaimBitmap& claims_;
+  ClaimBitmap& released_;
   PrefaultedBuffer pages_;
   uint64_t messages_ = 0;
 };

@@ -161,8 +161,9 @@ class WpRegistration {
 // for one chunk's copy, never for the sink. kSeparate copies the runs into the staging buffer,
 // un-protects them, then saves them (the same guarantee with one more copy). kNone saves each run
 // and un-protects it after (a flush to a slow sink may happen while a writer waits). Returns the
-// number of pages this call saved. `released` (optional, fault_wait=sigbus) gets the bits of each
-// run once it is un-protected: a writer's signal handler waits on them for a page the saver claimed.
+// number of pages this call saved. `released` (optional) has the bits of the pages already
+// un-protected, and gets those of each run once it is: a sigbus handler waits on them for a page the
+// saver claimed, and the saver releases a chunk in one ioctl when its other pages are all released.
 size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, ClaimBitmap& claims, Staging mode,
                   uint8_t* staging, std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
                   uint64_t& unprotect_ns, ClaimBitmap* released = nullptr);
