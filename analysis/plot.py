@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Paper-style figures and a markdown summary from snapbench results CSVs.
 
-Usage: plot.py RESULTS.csv [more.csv ...] --out DIR [--rate-for-cdf RATE]
+Usage: plot.py RESULTS.csv [more.csv ...] --out DIR [--rate-for-cdf RATE] [--no-model]
 
 Only rows with status=ok are plotted; unsupported and failed rows are counted in DIR/summary.md.
 One line per strategy/tracker; x = target write rate in MiB/s; y = median over repetitions with
-min-max error bars. Rows are grouped by the workload parameters that vary (region size, writers,
+min-max error bars; a dashed line of the same colour is model.py's prediction (--no-model: none).
+Rows are grouped by the workload parameters that vary (region size, writers,
 pattern, populate, THP, NUMA node, sink, bandwidth, warm-up): one set of figures per workload.
 Needs Debian's python3-matplotlib and numpy only (see find_python.sh); no pandas.
 """
@@ -60,6 +61,8 @@ EXTRA_MARKERS = ["*", "h", "<", ">", "p", "d"]
 VARIANT_LINESTYLES = ["-", "--", "-.", ":"]
 
 ERRORBAR_NOTE = "markers: median over repetitions; error bars: min-max"
+MODEL_NOTE = "dashed: model.py's prediction from each run's measured write rate (median over repetitions)"
+MODEL_LINE = {"ls": (0, (3, 2)), "lw": 1.1, "alpha": 0.85}  # thinner than the measured lines
 
 
 class InputError(Exception):
@@ -397,7 +400,7 @@ def line_figure(ctx, column, ylabel, title, fname, *, scale=1.0, image_only=Fals
         ctx["notes"].append(f"{fname}: skipped (no strategy that writes an image)")
         return
     fig, ax = plt.subplots(figsize=(7.2, 4.2))
-    all_values, unconverged = [], False
+    all_values, unconverged, modelled = [], False, False
     for i, s in enumerate(series):
         colour, marker, ls = styles(s)
         keys = [k for k in axis.keys if k in wl_cells[s]]
@@ -414,6 +417,7 @@ def line_figure(ctx, column, ylabel, title, fname, *, scale=1.0, image_only=Fals
         if not joined.all():
             ax.errorbar(xs[~joined], med[~joined], yerr=[lo[~joined], hi[~joined]], color=colour,
                         marker=marker, ls="none", ms=5, capsize=3, label=None if joined.any() else s)
+        modelled |= draw_model_line(ax, wl_cells[s], keys, xs, "model_" + column, scale, colour)
         if mark_unconverged:
             bad = [j for j, k in enumerate(keys) if wl_cells[s][k].any_not_converged()]
             if bad:
@@ -442,6 +446,7 @@ def line_figure(ctx, column, ylabel, title, fname, *, scale=1.0, image_only=Fals
                "log y" if yscale == "log" else ("symmetric-log y (linear below 1)" if yscale == "symlog" else ""),
                rate_note(axis),
                "ringed markers: precopy stopped on max_passes without converging" if unconverged else "",
+               MODEL_NOTE if modelled else "",
                ("omitted (takes no snapshot): " + ", ".join(omitted)) if omitted else ""]
     finish(fig, ax, title, ctx["title"], caption, os.path.join(ctx["out"], fname + ctx["suffix"]), ctx["written"])
 
@@ -462,7 +467,7 @@ def bar_figure(ctx, column, ylabel, title, fname, *, scale=1.0, log=False, omit_
     positive = [r[column] * scale for s in series for c in wl_cells[s].values() for r in c.rows
                 if r[column] > 0]
     floor = min(positive) / 3 if (log and positive) else 0.0
-    zero_marks = missing_marks = False
+    zero_marks = missing_marks = modelled = False
     for i, s in enumerate(series):
         colour, _, ls = styles(s)
         idx = [j for j, k in enumerate(axis.keys) if k in wl_cells[s]]
@@ -474,6 +479,8 @@ def bar_figure(ctx, column, ylabel, title, fname, *, scale=1.0, log=False, omit_
         heights = med - floor if log else med
         ax.bar(xs, heights, width * 0.92, bottom=floor if log else 0, color=colour, edgecolor="black", lw=0.4,
                hatch=hatch, label=s, yerr=err, capsize=2, ecolor="0.45", error_kw={"lw": 0.8})
+        modelled |= draw_model_bars(ax, wl_cells[s], [axis.keys[j] for j in idx], xs, width * 0.92,
+                                    "model_" + column, scale, colour)
         for j in range(len(axis.keys)):
             if j not in idx:  # no ok run of this series at this rate: say so rather than leave a gap
                 missing_marks = True
@@ -502,8 +509,90 @@ def bar_figure(ctx, column, ylabel, title, fname, *, scale=1.0, log=False, omit_
     caption = ["bars: median over repetitions; error bars: min-max", n_reps_note([wl_cells[s] for s in series]),
                "log y" if log else "", "'0': median is zero" if zero_marks else "",
                "'n/a': no ok run there (unsupported or failed, see summary.md)" if missing_marks else "",
+               MODEL_NOTE.replace("dashed", "dashed bar tops") if modelled else "",
                ("omitted (always 0): " + ", ".join(omitted)) if omitted else ""]
     finish(fig, ax, title, ctx["title"], caption, os.path.join(ctx["out"], fname + ctx["suffix"]), ctx["written"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The model (analysis/model.py) over the measurements
+
+def attach_model(all_rows, ok_rows):
+    """Sets row['_model'] = model.py's predictions for each ok row (inputs from the rows themselves)."""
+    import model  # beside this script; standard library only
+    save_rates, copies = model.uncapped_save_rates(all_rows), model.verify_copy_times(all_rows)
+    for r in ok_rows:
+        r["_model"] = model.model_row({k: str(v) if isinstance(v, float) else v for k, v in r.items()},
+                                      save_rates, copies)
+
+
+def model_stat(cell, key, scale=1.0):
+    """Median prediction of `key` over the cell's runs, or None where the model predicts nothing."""
+    v = [r["_model"][key] for r in cell.rows if isinstance(r.get("_model", {}).get(key), (int, float))]
+    return float(np.median(v)) * scale if v else None
+
+
+def draw_model_line(ax, series_cells, keys, xs, key, scale, colour):
+    """A dashed line of the series' colour through its median predictions (joined over paced rates,
+    a short dash alone at 0 and max, like the measurements). True when something was drawn."""
+    pred = [model_stat(series_cells[k], key, scale) for k in keys]
+    have = np.array([p is not None for p in pred], dtype=bool)
+    if not have.any():
+        return False
+    y = np.array([p if p is not None else np.nan for p in pred], dtype=float)
+    joined = have & np.array([k > 0 for k in keys], dtype=bool)
+    ax.plot(xs[joined], y[joined], color=colour, zorder=4, **MODEL_LINE)
+    alone = have & ~joined
+    ax.plot(xs[alone], y[alone], ls="none", marker="_", ms=12, mew=1.4, color=colour, zorder=4)
+    return True
+
+
+def draw_model_bars(ax, series_cells, keys, xs, width, key, scale, colour):
+    """A dashed horizontal segment across each bar at the median prediction. True when drawn."""
+    drawn = False
+    for k, x in zip(keys, xs):
+        p = model_stat(series_cells[k], key, scale)
+        if p is not None:
+            # On a bar of its own colour a dashed line vanishes: dashes over a white stroke, a bit wider.
+            ends = [x - width * 0.7, x + width * 0.7]
+            ax.plot(ends, [p, p], color="white", lw=3.4, zorder=5, solid_capstyle="butt")
+            ax.plot(ends, [p, p], color=colour, ls=MODEL_LINE["ls"], lw=1.8, zorder=6)
+            drawn = True
+    return drawn
+
+
+MODEL_METRICS = [("image_ratio", 1.0, "image_ratio"), ("passes", 1.0, "passes"),
+                 ("completion_s", 1.0, "completion_s"), ("downtime_s", 1.0, "downtime_s"),
+                 ("duplicate_pages", 1.0, "duplicate_pages"), ("faults", 1.0, "faults"),
+                 ("extra_rss_bytes", 1.0 / MIB, "extra_rss (MiB)")]
+
+
+def model_table(wl_cells, axis, styles):
+    """Markdown: per series and rate, measured median / predicted median (relative error)."""
+    if not any("_model" in r for sc in wl_cells.values() for c in sc.values() for r in c.rows):
+        return []
+    lines = ["### Model vs measurement", "",
+             "Each cell: measured median / model.py's median prediction (relative error of the prediction). "
+             "The model takes each run's own measured write rate; – where it predicts nothing.", "",
+             "| strategy/tracker | rate (MiB/s) | " + " | ".join(m[2] for m in MODEL_METRICS) + " |",
+             "|" + "---|" * (2 + len(MODEL_METRICS))]
+    for s in styles.order:
+        if s not in wl_cells or not produces_image(wl_cells[s]):
+            continue
+        for k in axis.keys:
+            if k not in wl_cells[s]:
+                continue
+            cell, out = wl_cells[s][k], []
+            for column, scale, _ in MODEL_METRICS:
+                pred = model_stat(cell, "model_" + column, scale)
+                if pred is None:
+                    out.append("–")
+                    continue
+                meas = float(np.median([float(r[column]) * scale for r in cell.rows]))
+                err = f" ({(pred - meas) / meas:+.0%})" if meas else ""
+                out.append(f"{fmt_num(meas, 4)} / {fmt_num(pred, 4)}{err}")
+            lines.append(f"| {s} | {fmt_rate(k)} | " + " | ".join(out) + " |")
+    return lines + [""]
 
 
 QUANTILES = [("write_p50_us", 0.5, "p50"), ("write_p99_us", 0.99, "p99"), ("write_p999_us", 0.999, "p99.9"),
@@ -609,6 +698,7 @@ def write_summary(path, sources, all_rows, ok_rows, workloads, ctxs, figures_not
         if ctx["suffix"]:
             lines += [f"Figures: `*{ctx['suffix']}.png` / `.pdf`.", ""]
         lines += summary_table(ctx["cells"], ctx["axis"], ctx["styles"])
+        lines += model_table(ctx["cells"], ctx["axis"], ctx["styles"])
     not_ok = [r for r in all_rows if r["status"] != "ok"]
     if not_ok:
         lines += ["## Runs not plotted", "", "| status | strategy/tracker | rate | count | reason |",
@@ -633,6 +723,8 @@ def main(argv=None):
     ap.add_argument("--rate-for-cdf", metavar="RATE",
                     help="target rate of the latency-quantile figure: MiB/s (e.g. 64), a `rate` value as "
                          "in the CSV (e.g. 64MiB/s) or max; default: the highest paced rate")
+    ap.add_argument("--no-model", action="store_true",
+                    help="do not draw model.py's predictions (dashed lines) nor tabulate them in summary.md")
     args = ap.parse_args(argv)
     try:
         return run(args)
@@ -650,6 +742,8 @@ def run(args):
         raise InputError(f"nothing to plot: no row with status=ok in {', '.join(args.csv)} ({detail})")
     os.makedirs(args.out, exist_ok=True)
     assign_series(ok_rows)
+    if not args.no_model:
+        attach_model(all_rows, ok_rows)
     styles = Styles(ok_rows)
     cells = build_cells(ok_rows)
     workloads = sorted(cells, key=lambda w: [numeric_first(v) for v in w])

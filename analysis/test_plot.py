@@ -118,6 +118,19 @@ class FixtureTest(unittest.TestCase):
         self.assertRegex(text, r"\| unsupported \| precopy/soft-dirty \| 64MiB/s \| 1 \| soft-dirty: ")
 
 
+    def test_summary_sets_the_model_beside_the_measurement(self):
+        with open(os.path.join(self.out, "summary.md")) as f:
+            text = f.read()
+        self.assertIn("### Model vs measurement", text)
+        row = next(l for l in text.split("### Model vs measurement", 1)[1].splitlines()
+                   if l.startswith("| precopy/mprotect | 256 |"))
+        measured, _, rest = row.split("|")[3].strip().partition(" / ")
+        values = [float(r["image_ratio"]) for r in self.rows
+                  if r["status"] == "ok" and label(r) == "precopy/mprotect" and r["rate"] == "256MiB/s"]
+        self.assertAlmostEqual(float(measured), statistics.median(values), delta=1e-3 * statistics.median(values))
+        self.assertRegex(rest, r"^[0-9.]+ \([+-][0-9]+%\)$")  # the prediction and its relative error
+
+
 class FixtureSchemaTest(unittest.TestCase):
     def test_fixture_header_is_the_real_csv_header(self):
         if not os.path.isfile(CSV_CPP):
@@ -160,6 +173,16 @@ class EdgeCaseTest(unittest.TestCase):
             self.assertGreater(os.path.getsize(self.path(f"out/{name}.png")), 1000, name)
         with open(self.path("out/summary.md")) as f:
             self.assertEqual(set(summary_rows(f.read(), "64 MiB/s")), {"uffd-wp", "fork-cow"})
+
+    def test_no_model_flag_leaves_the_model_out(self):
+        rows = [r for r in self.rows if r["rate"] == "64MiB/s" and r["strategy"] == "fork-cow"]
+        write_csv(self.path("fork.csv"), self.header, rows)
+        for flag, expected in (([], True), (["--no-model"], False)):
+            out = self.path("out" + "".join(flag))
+            res = run_plot(self.path("fork.csv"), "--out", out, *flag)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            with open(os.path.join(out, "summary.md")) as f:
+                self.assertEqual("### Model vs measurement" in f.read(), expected, flag)
 
     def test_two_workloads_get_separate_figures(self):
         base = [r for r in self.rows if r["strategy"] == "uffd-wp" and r["rate"] == "16MiB/s"]

@@ -49,13 +49,18 @@ TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
   EXPECT_EQ(test.rc, 0) << python << " analysis/test_plot.py failed:\n" << test.out;
 }
 
-}  // namespace
-
-// variants.py needs only the standard library: any python3 runs its tests.
-TEST(PlotScripts, TestVariantsPasses) {
+// variants.py and model.py need only the standard library: any python3 runs their tests.
+void run_stdlib_script_test(const std::string& script) {
   Shell which = shell("command -v python3");
   if (which.rc != 0) GTEST_SKIP() << "no python3 on PATH";
-  const fs::path analysis = source_dir() / "analysis";
-  Shell test = shell("python3 " + sh_quoted(analysis / "test_variants.py"));
-  EXPECT_EQ(test.rc, 0) << "analysis/test_variants.py failed:\n" << test.out;
+  Shell test = shell("python3 " + sh_quoted(source_dir() / "analysis" / script));
+  EXPECT_EQ(test.rc, 0) << "analysis/" << script << " failed:\n" << test.out;
 }
+
+}  // namespace
+
+TEST(PlotScripts, TestVariantsPasses) { run_stdlib_script_test("test_variants.py"); }
+
+// model.py's tests include its error bound against results/paper/results.csv (the committed study):
+// a model change that stops fitting the measurements fails here.
+TEST(PlotScripts, TestModelPasses) { run_stdlib_script_test("test_model.py"); }
