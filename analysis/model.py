@@ -3,9 +3,10 @@
 
 Two uses:
 
-  model.py RESULTS.csv [more.csv ...] --out PREDICTED.csv
+  model.py RESULTS.csv [more.csv ...] --out PREDICTED.csv [--errors]
       one output row per input row: the row's case keys, the inputs the model took from it
-      (model_rate_pages_s, model_save_bytes_s, ...) and `model_`-prefixed predictions.
+      (model_rate_pages_s, model_save_bytes_s, ...) and `model_`-prefixed predictions; --errors
+      prints the median relative error per case group as a markdown table.
   model.py --predict --mem 64G --rate 1GiB/s --bandwidth 10Gbit/s [--pattern P] [--populate F] ...
       a table for sizes and rates this machine cannot run, printed as a PREDICTION (never a measurement).
 
@@ -332,12 +333,14 @@ def running_rate(row):
 
 
 def uncapped_save_rates(rows):
-    """Region bytes per second of the idle stop-copy runs, per (region_bytes, populate, sink, thp):
-    the saver's own speed where no cap limits it (the median over those runs)."""
+    """Region bytes per second of the uncapped stop-copy runs, per (region_bytes, populate, sink, thp):
+    the saver's own speed where no cap limits it (the median over those runs). Their downtime is
+    exactly their save (the writers are paused throughout, so their rate does not matter; the
+    reference copy of --verify is excluded from it)."""
     groups = {}
     for r in rows:
         if r.get("strategy") == "stop-copy" and r.get("status") == "ok" and num(r, "bandwidth_bytes_s") == 0:
-            t = num(r, "completion_s")
+            t = num(r, "downtime_s") or num(r, "completion_s")
             if t and t > 0:
                 key = (r["region_bytes"], r["populate"], r["sink"], r["thp"])
                 groups.setdefault(key, []).append(float(r["region_bytes"]) / t)
@@ -358,18 +361,23 @@ def verify_copy_times(rows):
     return {k: statistics.median(v) for k, v in groups.items()}
 
 
-def row_inputs(row, save_rates):
-    """The model's inputs from one ok row: (kwargs for the strategy's model, a note or '')."""
+def row_inputs(row, save_rates, achieved_copy_s=None):
+    """The model's inputs from one ok row: (kwargs for the strategy's model, where the save rate came from).
+
+    achieved_copy_s (a diagnostic, not a prediction): take the save rate the run achieved instead,
+    image_bytes / (completion_s - that many seconds of reference copy), as if the cap were that."""
     pages = int(float(row["region_bytes"])) // PAGE
     cap = num(row, "bandwidth_bytes_s") or 0.0
-    if cap > 0:
+    completion, image = num(row, "completion_s"), num(row, "image_bytes")
+    if achieved_copy_s is not None and completion and image and completion - achieved_copy_s > 0:
+        saver, source = Saver(image / (completion - achieved_copy_s), True), "achieved"
+    elif cap > 0:
         saver, source = Saver(cap, True), "cap"
     else:
         key = (row["region_bytes"], row["populate"], row["sink"], row["thp"])
         if key in save_rates:
             saver, source = Saver(save_rates[key], False), "stop-copy rows"
         else:
-            completion, image = num(row, "completion_s"), num(row, "image_bytes")
             if not completion or not image:
                 raise ModelError("no save rate: no cap, no stop-copy row of this size, no image")
             saver, source = Saver(image / completion, False), "own image/completion"
@@ -383,11 +391,12 @@ def row_inputs(row, save_rates):
     return kwargs, source
 
 
-def model_row(row, save_rates, verify_copies=None):
+def model_row(row, save_rates, verify_copies=None, achieved=False):
     """The output row for one input row: case keys, inputs used, predictions (empty where none apply).
 
     A verified row's completion also counts the reference copy (see verify_copy_times), when the
-    rows given include verified stop-copy runs of the same size; model_verify_copy_s says how much."""
+    rows given include verified stop-copy runs of the same size; model_verify_copy_s says how much.
+    achieved=True models the run with the save rate it achieved (a diagnostic: see row_inputs)."""
     out = {c: row.get(c, "") for c in KEY_COLUMNS}
     out.update({c: "" for c in MODEL_COLUMNS})
     if row.get("status") != "ok":
@@ -397,8 +406,11 @@ def model_row(row, save_rates, verify_copies=None):
     if model is None:
         out["model_note"] = "not modelled: " + row["strategy"] + " takes no snapshot"
         return out
+    copy = (verify_copies or {}).get((row["region_bytes"], row["populate"], row["thp"]))
+    if row.get("verified") not in ("pass", "fail"):
+        copy = None
     try:
-        kwargs, source = row_inputs(row, save_rates)
+        kwargs, source = row_inputs(row, save_rates, (copy or 0.0) if achieved else None)
     except ModelError as e:
         out["model_note"] = "not modelled: " + str(e)
         return out
@@ -408,8 +420,7 @@ def model_row(row, save_rates, verify_copies=None):
     tracker_faults = predicted.pop("tracker_faults", None)
     if tracker_faults is not None and row.get("tracker") == "mprotect":
         predicted["model_faults"] = tracker_faults  # uffd-async's faults never reach user space
-    copy = (verify_copies or {}).get((row["region_bytes"], row["populate"], row["thp"]))
-    if row.get("verified") in ("pass", "fail") and copy is not None:
+    if copy is not None:
         predicted["model_completion_s"] += copy
         out["model_verify_copy_s"] = copy
     out.update(predicted)
@@ -422,7 +433,7 @@ def fmt_value(v):
     return str(v)
 
 
-def model_csv(paths, out_path):
+def model_csv(paths, out_path, achieved=False):
     rows = []
     for path in paths:
         try:
@@ -436,13 +447,53 @@ def model_csv(paths, out_path):
         except OSError as e:
             raise ModelError(f"{path}: cannot open: {e.strerror}")
     save_rates, copies = uncapped_save_rates(rows), verify_copy_times(rows)
-    out_rows = [model_row(r, save_rates, copies) for r in rows]
-    with open(out_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=KEY_COLUMNS + MODEL_COLUMNS)
-        w.writeheader()
-        for r in out_rows:
-            w.writerow({k: fmt_value(v) for k, v in r.items()})
-    return out_rows
+    out_rows = [model_row(r, save_rates, copies, achieved) for r in rows]
+    if out_path:
+        with open(out_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=KEY_COLUMNS + MODEL_COLUMNS)
+            w.writeheader()
+            for r in out_rows:
+                w.writerow({k: fmt_value(v) for k, v in r.items()})
+    return rows, out_rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the model misses: a table of relative errors per case group
+
+ERROR_METRICS = ["image_ratio", "completion_s", "downtime_s", "duplicate_pages", "faults", "extra_rss_bytes"]
+
+
+def error_table(rows, predicted):
+    """Markdown lines: per strategy/tracker, pattern and region size (runs with writers only), the
+    median signed relative error (predicted - measured) / measured of each metric, how often the
+    passes match, and the saver's achieved rate against the cap (image bytes over the time not spent
+    on the reference copy), the model's main assumption."""
+    groups = {}
+    for r, p in zip(rows, predicted):
+        if r.get("status") != "ok" or not p.get("model_save_from") or num(r, "rate_target_pages_s") == 0:
+            continue
+        key = (r["strategy"] + ("/" + r["tracker"] if r["tracker"] else ""), r["pattern"],
+               int(float(r["region_bytes"])))
+        g = groups.setdefault(key, {"n": 0, "passes": 0, "save": []})
+        g["n"] += 1
+        g["passes"] += int(float(r["passes"] or 0) == p.get("model_passes"))
+        for m in ERROR_METRICS:
+            meas, pred = num(r, m), p.get("model_" + m)
+            if isinstance(pred, (int, float)) and meas:
+                g.setdefault(m, []).append((pred - meas) / meas)
+        cap, image, completion = num(r, "bandwidth_bytes_s"), num(r, "image_bytes"), num(r, "completion_s")
+        copy = p.get("model_verify_copy_s") or 0.0
+        if cap and image and completion and completion - copy > 0:
+            g["save"].append(image / (completion - copy) / cap)
+    cols = ["strategy/tracker", "pattern", "region", "runs", "passes match"] + ERROR_METRICS + ["save rate / cap"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for (label, pattern, size), g in sorted(groups.items(), key=lambda kv: (STRATEGIES.index(kv[0][0].split("/")[0]),
+                                                                              kv[0])):
+        cells = [label, pattern, fmt_size(size), str(g["n"]), f"{g['passes']}/{g['n']}"]
+        cells += [f"{statistics.median(g[m]):+.0%}" if g.get(m) else "–" for m in ERROR_METRICS]
+        cells.append(f"{statistics.median(g['save']):.2f}" if g["save"] else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +541,7 @@ def predict_table(mems, rates, bandwidth, pattern, populate, strategies, downtim
     cols = ["region", "write rate", "strategy", "image_ratio", "passes", "converged", "completion_s",
             "downtime_s", "duplicate_pages", "faults", "fault share", "extra_rss (MiB)"]
     lines = ["PREDICTION by analysis/model.py (not measured): " + f"pattern {pattern}, populate {populate:g}, "
-             f"save bandwidth {bandwidth / (1 << 20):g} MiB/s, precopy downtime budget {downtime_ms:g} ms, "
+             f"save bandwidth {bandwidth / (1 << 20):.4g} MiB/s, precopy downtime budget {downtime_ms:g} ms, "
              f"max_passes {max_passes}, writers' warm-up {warmup_s:g} s", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     saver = Saver(bandwidth, True)
@@ -504,7 +555,8 @@ def predict_table(mems, rates, bandwidth, pattern, populate, strategies, downtim
                               saver=saver, downtime_ms=downtime_ms, max_passes=max_passes)
                 g = lambda k, f="%.3g": (f % p[k]) if k in p else "–"  # noqa: E731
                 conv = {1: "yes", 0: "no"}.get(p.get("model_converged"), "–")
-                extra = "%.4g" % (p["model_extra_rss_bytes"] / (1 << 20)) if "model_extra_rss_bytes" in p else "–"
+                mib = p.get("model_extra_rss_bytes", 0) / (1 << 20)
+                extra = ("%.0f" if mib >= 1000 else "%.4g") % mib if "model_extra_rss_bytes" in p else "–"
                 lines.append("| " + " | ".join([
                     fmt_size(mem), f"{rate / (1 << 20):g} MiB/s", s, g("model_image_ratio", "%.3f"),
                     g("model_passes", "%d"), conv, g("model_completion_s"), g("model_downtime_s"),
@@ -518,6 +570,11 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("csv", nargs="*", help="results CSV(s) to model, row by row")
     ap.add_argument("--out", help="PREDICTED.csv: case keys + model_* columns, one row per input row")
+    ap.add_argument("--errors", action="store_true",
+                    help="print a markdown table of the model's median relative errors per case group")
+    ap.add_argument("--achieved-save-rate", action="store_true",
+                    help="diagnostic, not a prediction: model each run with the save rate it achieved "
+                         "(image_bytes / completion without the reference copy) instead of the cap")
     ap.add_argument("--predict", action="store_true", help="print a predicted table for the sizes and rates below")
     ap.add_argument("--mem", default="1G", help="--predict: region sizes, comma-separated (64G,1T)")
     ap.add_argument("--rate", default="200MiB/s", help="--predict: writers' total rates, comma-separated")
@@ -535,9 +592,11 @@ def main(argv=None):
         if args.predict == bool(args.csv):
             raise ModelError("give either RESULTS.csv --out PREDICTED.csv, or --predict (not both, not neither)")
         if args.csv:
-            if not args.out:
+            if not args.out and not args.errors:
                 raise ModelError("--out: missing (where to write the predicted CSV)")
-            model_csv(args.csv, args.out)
+            rows, predicted = model_csv(args.csv, args.out, args.achieved_save_rate)
+            if args.errors:
+                print("\n".join(error_table(rows, predicted)))
             return 0
         mems = [parse_size(m) for m in args.mem.split(",")]
         rates = [parse_rate(r, "--rate") for r in args.rate.split(",")]

@@ -237,6 +237,45 @@ class CommandLine(unittest.TestCase):
             self.assertEqual(p["model_note"] == "", modelled, p)
 
 
+class ErrorTable(unittest.TestCase):
+    def test_one_line_per_case_group_with_writers(self):
+        rc, out, err = call([PAPER, "--errors"])
+        self.assertEqual(rc, 0, err)
+        lines = [l for l in out.splitlines() if l.startswith("| ") and not l.startswith("| strategy")]
+        # stop-copy, 2 precopy trackers, uffd-wp, fork-cow x 2 patterns x 2 sizes
+        self.assertEqual(len(lines), 20)
+        self.assertTrue(all(l.split("|")[4].strip() == "12" for l in lines))  # 4 paced rates x 3 reps
+
+    def test_with_the_achieved_save_rate_the_completion_is_reproduced(self):
+        # The diagnostic replaces the cap by image bytes / (completion - reference copy): a model run
+        # at that rate must give back each stop-copy run's completion (to the model's image size, within
+        # 1 %), or the bookkeeping of the copy or the rate is off.
+        with open(PAPER, newline="") as f:
+            rows = list(csv.DictReader(f))
+        copies = model.verify_copy_times(rows)
+        for r in rows:
+            if r["strategy"] == "stop-copy" and r["status"] == "ok":
+                p = model.model_row(r, {}, copies, achieved=True)
+                self.assertAlmostEqual(p["model_completion_s"], float(r["completion_s"]),
+                                       delta=0.01 * float(r["completion_s"]))
+
+
+class UncappedSaveRate(unittest.TestCase):
+    def test_from_stop_copy_rows_else_the_rows_own(self):
+        with open(PAPER, newline="") as f:
+            rows = [dict(r, bandwidth_bytes_s="0") for r in csv.DictReader(f)
+                    if r["status"] == "ok" and r["region_bytes"] == "134217728" and r["pattern"] == "uniform"]
+        stop = [r for r in rows if r["strategy"] == "stop-copy"]
+        pre = next(r for r in rows if r["strategy"] == "precopy")
+        expected = statistics.median(float(r["region_bytes"]) / float(r["downtime_s"]) for r in stop)
+        p = model.model_row(pre, model.uncapped_save_rates(rows))
+        self.assertEqual(p["model_save_from"], "stop-copy rows")
+        self.assertAlmostEqual(p["model_save_bytes_s"], expected, places=3)
+        p = model.model_row(pre, model.uncapped_save_rates([pre]))
+        self.assertEqual(p["model_save_from"], "own image/completion")
+        self.assertAlmostEqual(p["model_save_bytes_s"], float(pre["image_bytes"]) / float(pre["completion_s"]))
+
+
 class AgainstThePaperStudy(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
