@@ -12,17 +12,13 @@ Needs only the Python standard library.
 """
 import argparse
 import csv
+import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results_kit import keyed as split_kv, median  # noqa: E402
+
 DEFAULT_METRICS = "completion_s,freeze_s,write_p50_us,write_p99_us,write_max_us,faults,extra_rss_bytes"
-
-
-def median(values):
-    v = sorted(values)
-    if not v:
-        return None
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
 
 
 def fmt(v):
@@ -31,10 +27,6 @@ def fmt(v):
     if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
         return "%.3g" % v
     return "%.4g" % v
-
-
-def split_kv(text):
-    return dict(kv.split("=", 1) for kv in text.split(";") if "=" in kv)
 
 
 def metric(row, name):

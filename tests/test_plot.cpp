@@ -1,5 +1,5 @@
 // Runs the analysis scripts' tests: test_plot.py under the python3 that has matplotlib, test_variants.py
-// under any python3.
+// and test_perf_report.py under any python3.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -49,7 +49,7 @@ TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
   EXPECT_EQ(test.rc, 0) << python << " analysis/test_plot.py failed:\n" << test.out;
 }
 
-// variants.py and model.py need only the standard library: any python3 runs their tests.
+// variants.py, model.py and perf_report.py need only the standard library: any python3 runs their tests.
 void run_stdlib_script_test(const std::string& script) {
   Shell which = shell("command -v python3");
   if (which.rc != 0) GTEST_SKIP() << "no python3 on PATH";
@@ -64,3 +64,5 @@ TEST(PlotScripts, TestVariantsPasses) { run_stdlib_script_test("test_variants.py
 // model.py's tests include its error bound against results/paper/results.csv (the committed study):
 // a model change that stops fitting the measurements fails here.
 TEST(PlotScripts, TestModelPasses) { run_stdlib_script_test("test_model.py"); }
+
+TEST(PlotScripts, TestPerfReportPasses) { run_stdlib_script_test("test_perf_report.py"); }
