@@ -1,5 +1,5 @@
-// Runs the analysis scripts' tests: test_plot.py under the python3 that has matplotlib, test_variants.py
-// and test_perf_report.py under any python3.
+// Runs the analysis scripts' tests: test_plot.py under the python3 that has matplotlib, test_variants.py,
+// test_model.py and test_perf_report.py under any python3.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
