@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 PAGE_BYTES = 4096  # core/units.h kPageSize: rate_target_pages_s counts 4 KiB pages
 MIB = 1 << 20
 MAX_RATE = -1.0    # rate_target_pages_s of a `--rate max` run (writers unpaced)
+DEFAULT_WORKLOAD = "threads"  # workloads/workload.h kDefaultWorkload
 
 # Columns this script reads; a CSV without one of them is from another schema and is rejected.
 REQUIRED_COLUMNS = [
@@ -41,8 +42,9 @@ NUMERIC_COLUMNS = [
 ]
 
 # The parameters that define a workload, in title order; rows differing in any of them are not
-# comparable and get separate figures.
-WORKLOAD_COLUMNS = ["region_bytes", "writers", "pattern", "populate", "thp", "numa_node", "sink",
+# comparable and get separate figures. A CSV without the `workload` column (schema 1) was written by
+# the threads workload, the only one there was.
+WORKLOAD_COLUMNS = ["workload", "region_bytes", "writers", "pattern", "populate", "thp", "numa_node", "sink",
                     "bandwidth_bytes_s", "warmup_s"]
 
 # One colour and marker per strategy/tracker in every figure (Okabe-Ito: colour-blind safe).
@@ -89,6 +91,7 @@ def load_rows(paths):
             n = 0
             for line_no, row in enumerate(reader, start=2):
                 n += 1
+                row.setdefault("workload", DEFAULT_WORKLOAD)
                 row["_where"] = f"{path}:{line_no}"
                 if row["status"] == "ok":
                     for c in NUMERIC_COLUMNS:
@@ -217,6 +220,8 @@ def describe_workload(values):
     w = dict(zip(WORKLOAD_COLUMNS, values))
     parts = [f"{fmt_bytes(int(float(w['region_bytes'])))} region", f"{w['writers']} writers",
              f"{w['pattern']} pattern"]
+    if w["workload"] != DEFAULT_WORKLOAD:
+        parts.insert(0, f"{w['workload']} workload")
     if float(w["populate"]) != 1.0:
         parts.append(f"{float(w['populate']):.0%} populated")
     if w["thp"] == "on":
@@ -781,7 +786,7 @@ def run(args):
                    log=True, omit_all_zero=True)
         bar_figure(ctx, "extra_rss_bytes", "extra memory (MiB)",
                    "Extra memory used by the strategy (fork: copy-on-write copies)", "extra_rss",
-                   scale=1.0 / MIB, ref=(float(wl[0]) / MIB, "region size"))
+                   scale=1.0 / MIB, ref=(float(wl[WORKLOAD_COLUMNS.index("region_bytes")]) / MIB, "region size"))
     summary = os.path.join(args.out, "summary.md")
     write_summary(summary, sources, all_rows, ok_rows, workloads, ctxs, notes)
     written.append(summary)

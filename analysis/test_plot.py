@@ -199,6 +199,24 @@ class EdgeCaseTest(unittest.TestCase):
         self.assertIn("## 256 MiB region", text)
         self.assertIn("## 1 GiB region", text)
 
+    def test_two_workload_units_get_separate_figures(self):
+        base = [r for r in self.rows if r["strategy"] == "uffd-wp" and r["rate"] == "16MiB/s"]
+        write_csv(self.path("w.csv"), self.header, base + [dict(r, workload="other") for r in base])
+        res = run_plot(self.path("w.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        for suffix in ("workload-threads", "workload-other"):
+            self.assertTrue(os.path.isfile(self.path(f"out/image_ratio_{suffix}.pdf")), suffix)
+        with open(self.path("out/summary.md")) as f:
+            self.assertIn("## other workload, 256 MiB region", f.read())
+
+    def test_csv_without_workload_column_means_threads(self):
+        header = [c for c in self.header if c != "workload"]
+        rows = [{c: v for c, v in r.items() if c != "workload"} for r in self.rows]
+        write_csv(self.path("v1.csv"), header, rows)
+        res = run_plot(self.path("v1.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertTrue(os.path.isfile(self.path("out/image_ratio.pdf")))
+
     def test_max_rate_and_chosen_cdf_rate(self):
         rows = [dict(r, rate="max", rate_target_pages_s="-1") for r in self.rows
                 if r["status"] == "ok" and r["rate"] == "256MiB/s"]

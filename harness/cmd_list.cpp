@@ -37,10 +37,16 @@ void print_support(const std::string& name, const Support& s, const std::string&
   if (!s.supported) std::printf("      reason: %s\n", s.reason.c_str());
 }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 }  // namespace
 
 void add_list_command(CLI::App& app, int& rc) {
-  auto* list = app.add_subcommand("list", "list strategies, trackers, patterns and sinks, with support and parameters");
+  auto* list = app.add_subcommand("list", "list strategies, trackers, workloads, patterns and sinks, with support and parameters");
   list->callback([&rc]() {
     std::printf("strategies (--strategy):\n");
     for (const auto& e : strategy_registry()) {
@@ -54,6 +60,15 @@ void add_list_command(CLI::App& app, int& rc) {
       print_support(e.name, t->probe(), t->help());
       print_params(e.name, t->params());
     }
+    std::printf("\nworkloads (--workload):\n");
+    for (const auto& w : workload_registry()) {
+      print_support(w.name, w.probe(), w.help);
+      print_params(w.name, w.params);
+    }
+    for (const auto& e : strategy_registry())
+      if (!e.workloads.empty()) std::printf("  strategy %s runs only with: %s\n", e.name.c_str(), joined(e.workloads).c_str());
+    for (const auto& e : tracker_registry())
+      if (!e.workloads.empty()) std::printf("  tracker %s tracks only: %s\n", e.name.c_str(), joined(e.workloads).c_str());
     std::printf("\naccess patterns (--pattern):\n");
     for (const auto& p : pattern_kinds()) std::printf("  %-32s %s\n", p.syntax.c_str(), p.help.c_str());
     std::printf("\nsinks (--sink):\n");

@@ -67,7 +67,8 @@ std::vector<size_t> run_key_columns(const CsvTable& t) {
 void warn_duplicate_runs(const std::vector<CsvTable>& inputs) {
   std::map<std::vector<std::string>, std::string> seen;  // run key -> where first seen
   size_t duplicates = 0;
-  for (const auto& t : inputs) {
+  for (const auto& input : inputs) {
+    const CsvTable t = with_case_columns(input);  // an older CSV's missing case columns take their old value
     const auto cols = run_key_columns(t);
     const size_t strategy = t.require_column("strategy"), rep = t.require_column("rep");
     for (size_t r = 0; r < t.rows.size(); ++r) {

@@ -30,6 +30,8 @@ void add_run_command(CLI::App& app, int& rc, const std::vector<std::string>& arg
   cmd->add_option("--strategy", o->spec.strategy, "none | stop-copy | precopy | uffd-wp | fork-cow (see `snapbench list`)")
       ->capture_default_str();
   cmd->add_option("--tracker", o->spec.tracker, "precopy's dirty tracker: uffd-async (default) | mprotect | soft-dirty");
+  cmd->add_option("--workload", o->spec.workload, "what writes the region while the snapshot runs (see `snapbench list`)")
+      ->capture_default_str();
   cmd->add_option("--mem", o->mem, "region size: 4096, 64M, 1G, 1GiB...")->capture_default_str();
   cmd->add_option("--populate", o->spec.populate, "fraction of pages filled before the run (0..1); the rest is never touched")
       ->capture_default_str();

@@ -298,8 +298,9 @@ std::string non_default_params(const std::string& params) {
   return out;
 }
 
-CompareReport compare_tables(const CsvTable& baseline, const CsvTable& current,
+CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& current_table,
                              const std::vector<MetricTolerance>& tolerances) {
+  const CsvTable baseline = with_case_columns(baseline_table), current = with_case_columns(current_table);
   const Layout bl = layout_of(baseline, tolerances), cl = layout_of(current, tolerances);
   CompareReport report;
 

@@ -27,6 +27,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"schema_version", "version of this column set", [](const RunResult&) { return std::to_string(kSchemaVersion); }},
       {"strategy", "strategy registry key (none, stop-copy, precopy, uffd-wp, fork-cow)", [](const RunResult& r) { return r.spec.strategy; }},
       {"tracker", "precopy's dirty tracker (uffd-async, mprotect, soft-dirty); empty for the others", [](const RunResult& r) { return r.tracker; }},
+      {"workload", "what wrote the region, a workload registry key (a CSV without this column: threads)", [](const RunResult& r) { return r.spec.workload; }},
       {"pattern", "writers' access pattern as given to --pattern", [](const RunResult& r) { return r.spec.pattern; }},
       {"writers", "number of writer threads", [](const RunResult& r) { return std::to_string(r.spec.writers); }},
       {"region_bytes", "size of the region (whole pages)", [](const RunResult& r) { return u64(r.region_bytes); }},
@@ -91,9 +92,20 @@ std::vector<std::string> csv_columns_names() {
 }
 
 const std::vector<std::string>& case_key_columns() {
-  static const std::vector<std::string> cols = {"strategy", "tracker", "pattern", "writers", "region_bytes", "populate",
+  static const std::vector<std::string> cols = {"strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate",
                                                 "thp", "numa_node", "rate", "sink", "bandwidth_bytes_s", "params"};
   return cols;
+}
+
+CsvTable with_case_columns(CsvTable table) {
+  // The value each case column had before it existed (older schema versions).
+  static const std::vector<std::pair<std::string, std::string>> defaults = {{"workload", kDefaultWorkload}};
+  for (const auto& [name, value] : defaults) {
+    if (table.find_column(name) >= 0) continue;
+    table.columns.push_back(name);
+    for (auto& row : table.rows) row.push_back(value);
+  }
+  return table;
 }
 
 std::string run_key(const RunResult& r, bool with_rep) {

@@ -4,11 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "harness/csv_table.h"
 #include "harness/run.h"
 
 namespace snap {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;  // 2: the workload column
 
 struct CsvColumn {
   std::string name;     // units in the name: _bytes, _s, _us, _pages_s
@@ -27,6 +28,9 @@ std::vector<std::string> csv_columns_names();
 // The columns that identify a configuration (every parameter, not seed/rep or results): compare
 // matches runs on them, the matrix's --resume and merge add seed and rep.
 const std::vector<std::string>& case_key_columns();
+// The table with the case columns an older CSV lacks added, holding the value they meant then (a
+// CSV without `workload` was written by the threads workload), so old baselines still match.
+CsvTable with_case_columns(CsvTable table);
 // The key of a run: case_key_columns() values (plus seed and rep when with_rep), joined by '|'.
 std::string run_key(const RunResult& r, bool with_rep = true);
 

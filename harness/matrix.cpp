@@ -54,6 +54,7 @@ bool to_bool(const std::string& v, const std::string& where) {
 void apply_key(RunSpec& s, const std::string& key, const std::string& v, const std::string& where) {
   if (key == "strategy") s.strategy = v;
   else if (key == "tracker") s.tracker = v;
+  else if (key == "workload") s.workload = v;
   else if (key == "pattern") s.pattern = v;
   else if (key == "writers") s.writers = int(to_int(v, where));
   else if (key == "mem") s.mem_bytes = parse_size(v, where);
@@ -69,7 +70,7 @@ void apply_key(RunSpec& s, const std::string& key, const std::string& v, const s
   else if (key == "numa_node") s.numa_node = int(to_int(v, where));
   else if (key.find('.') != std::string::npos) parse_assignment(key + "=" + v, s.params);
   else
-    throw UsageError(where + ": unknown key (known: strategy tracker pattern writers mem populate rate bandwidth "
+    throw UsageError(where + ": unknown key (known: strategy tracker workload pattern writers mem populate rate bandwidth "
                      "thp sink fsync warmup seed verify numa_node, or UNIT.PARAM)");
 }
 
@@ -84,7 +85,7 @@ std::string fold_inapplicable(RunSpec& s) {
   }
   std::string tracker = strategy->uses_tracker() ? (s.tracker.empty() ? kDefaultTracker : s.tracker) : "";
   for (auto it = s.params.begin(); it != s.params.end();) {
-    if (it->first != s.strategy && it->first != tracker) {
+    if (it->first != s.strategy && it->first != tracker && it->first != s.workload) {
       if (dropped.empty()) dropped = "parameters of units a case does not use";
       it = s.params.erase(it);
     } else {

@@ -25,7 +25,7 @@ struct Matrix {
 //   name = "demo"            reps = 2             shuffle_seed = 7
 //   [fixed]  key = scalar ...                      (one value for every run)
 //   [axes]   key = [values ...]                    (the cross product is taken)
-// Keys: strategy tracker pattern writers mem populate rate bandwidth thp sink fsync warmup seed
+// Keys: strategy tracker workload pattern writers mem populate rate bandwidth thp sink fsync warmup seed
 // verify numa_node, and "UNIT.PARAM" for a strategy or tracker parameter.
 Matrix load_matrix(const std::string& path);
 Matrix parse_matrix(const std::string& toml_text, const std::string& origin);

@@ -102,10 +102,9 @@ double us(uint64_t ns) { return double(ns) / 1000.0; }
 // Checks a --set unit and its values against the unit's declared parameters.
 std::vector<ParamSpec> params_of_unit(const std::string& unit, bool& known) {
   known = true;
-  for (const auto& e : strategy_registry())
-    if (e.name == unit) return e.make()->params();
-  for (const auto& e : tracker_registry())
-    if (e.name == unit) return e.make()->params();
+  if (const auto* e = strategy_registry().find(unit)) return e->make()->params();
+  if (const auto* e = tracker_registry().find(unit)) return e->make()->params();
+  if (const auto* e = workload_registry().find(unit)) return e->params;
   known = false;
   return {};
 }
@@ -116,7 +115,8 @@ void validate_params(const ParamAssignments& params) {
   for (const auto& [unit, values] : params) {
     bool known;
     auto specs = params_of_unit(unit, known);
-    if (!known) throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy or tracker name)");
+    if (!known)
+      throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy, tracker or workload name)");
     ParamValues check(unit, specs, values);  // throws on unknown or out-of-range values
   }
 }
@@ -128,7 +128,10 @@ struct Resolved {
   RunResult result;
   std::unique_ptr<Strategy> strategy;
   std::unique_ptr<DirtyTracker> tracker;  // null unless the strategy uses one
-  ParamValues strategy_params, tracker_params;
+  const StrategyEntry* strategy_entry = nullptr;
+  const TrackerEntry* tracker_entry = nullptr;
+  const WorkloadEntry* workload = nullptr;
+  ParamValues strategy_params, tracker_params, workload_params;
 };
 
 Resolved resolve(const RunSpec& spec) {
@@ -136,10 +139,13 @@ Resolved resolve(const RunSpec& spec) {
   Resolved r;
   RunResult& res = r.result;
   res.spec = spec;
-  r.strategy = make_strategy(spec.strategy);
+  r.workload = &workload_registry().get(spec.workload);
+  r.strategy_entry = &strategy_registry().get(spec.strategy);
+  r.strategy = r.strategy_entry->make();
   if (r.strategy->uses_tracker()) {
     res.tracker = spec.tracker.empty() ? kDefaultTracker : spec.tracker;
-    r.tracker = make_tracker(res.tracker);
+    r.tracker_entry = &tracker_registry().get(res.tracker);
+    r.tracker = r.tracker_entry->make();
   } else if (!spec.tracker.empty()) {
     throw UsageError("--tracker: strategy '" + spec.strategy + "' uses no dirty tracker");
   }
@@ -155,6 +161,8 @@ Resolved resolve(const RunSpec& spec) {
     std::string t = r.tracker_params.describe();
     if (!t.empty()) res.params += (res.params.empty() ? "" : ";") + t;
   }
+  r.workload_params = values_for(r.workload->name, r.workload->params);
+  if (std::string w = r.workload_params.describe(); !w.empty()) res.params += (res.params.empty() ? "" : ";") + w;
   if (spec.writers < 0 || spec.writers > 1024) throw UsageError("--writers: must be between 0 and 1024");
   if (!(spec.populate >= 0 && spec.populate <= 1)) throw UsageError("--populate: must be between 0 and 1");
   if (spec.warmup_s < 0) throw UsageError("--warmup: must be >= 0 seconds");
@@ -169,6 +177,14 @@ Resolved resolve(const RunSpec& spec) {
 }  // namespace
 
 RunResult resolve_spec(const RunSpec& spec) { return resolve(spec).result; }
+
+Support combination_support(const StrategyEntry& strategy, const TrackerEntry* tracker, const std::string& workload) {
+  if (!accepts(strategy.workloads, workload))
+    return Support::no("strategy " + strategy.name + " cannot snapshot the " + workload + " workload");
+  if (tracker && !accepts(tracker->workloads, workload))
+    return Support::no("tracker " + tracker->name + " cannot track the " + workload + " workload");
+  return Support::yes();
+}
 
 RunResult run_once(const RunSpec& spec) {
   Resolved resolved = resolve(spec);
@@ -186,7 +202,12 @@ RunResult run_once(const RunSpec& spec) {
   std::unique_ptr<Sink> sink = make_sink(sink_opts);  // UsageError on a bad spec or missing directory
 
   // ---- support: a result with a reason, never a crash ----
-  Support sup = strategy->probe();
+  Support sup = combination_support(*resolved.strategy_entry, resolved.tracker_entry, spec.workload);
+  if (sup.supported) {
+    Support ws = resolved.workload->probe();
+    if (!ws.supported) sup = Support::no("workload " + spec.workload + ": " + ws.reason);
+  }
+  if (sup.supported) sup = strategy->probe();
   if (sup.supported && tracker) {
     Support ts = tracker->probe();
     if (!ts.supported) sup = Support::no("tracker " + res.tracker + ": " + ts.reason);
@@ -210,13 +231,14 @@ RunResult run_once(const RunSpec& spec) {
 
     WorkloadOptions wopts{spec.writers, res.rate_target_pages_s, spec.pattern,
                           spec.seed * 0x9e3779b97f4a7c15ull + uint64_t(spec.rep), spec.numa_node};
-    Workload workload(region, wopts);
+    std::unique_ptr<Workload> running = resolved.workload->make(region, wopts, resolved.workload_params);
+    Workload& workload = *running;
     workload.set_phase(Phase::kWarmup);
     std::this_thread::sleep_for(std::chrono::duration<double>(spec.warmup_s));
 
     HarnessControl control(workload, region, reference.get());
     StrategyMetrics metrics;
-    SnapshotContext ctx{region, control, *sink, metrics, strategy_params, tracker_params, res.tracker};
+    SnapshotContext ctx{region, control, *sink, metrics, strategy_params, tracker.get(), tracker_params};
     workload.set_phase(Phase::kSnapshot);
     const uint64_t t0 = now_ns();
     std::string failure;
@@ -245,6 +267,7 @@ RunResult run_once(const RunSpec& spec) {
     res.faults = metrics.faults;
     res.extra_rss_bytes = metrics.extra_rss_bytes;
     res.notes = metrics.notes;
+    if (std::string w = workload.notes(); !w.empty()) res.notes += (res.notes.empty() ? "" : ";") + w;
     res.image = metrics.image;
     const PhaseStats before = workload.stats(Phase::kWarmup);
     const PhaseStats during = workload.stats(Phase::kSnapshot);

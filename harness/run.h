@@ -5,12 +5,18 @@
 
 #include "core/image.h"
 #include "core/params.h"
+#include "core/unit.h"
+#include "workloads/workload.h"
 
 namespace snap {
+
+struct StrategyEntry;
+struct TrackerEntry;
 
 // What to run (the flags of `snapbench run`, or one cell of a matrix).
 struct RunSpec {
   std::string strategy = "stop-copy";
+  std::string workload = kDefaultWorkload;  // what writes the region (workloads/registry.cpp)
   std::string tracker;                 // precopy only; "" = the strategy's default
   std::string pattern = "uniform";
   int writers = 2;
@@ -69,6 +75,10 @@ void validate_params(const ParamAssignments& params);
 // Validates a spec and fills the parts of a result known before running (tracker, resolved
 // parameters, region size, rate and bandwidth targets); throws UsageError on bad input.
 RunResult resolve_spec(const RunSpec& spec);
+
+// Whether a strategy (and its tracker, or null) accepts a workload, from their registry entries:
+// a refused combination is a run with status=unsupported and this reason.
+Support combination_support(const StrategyEntry& strategy, const TrackerEntry* tracker, const std::string& workload);
 
 // Runs one snapshot. Never throws for run-time failures (they become status=failed with a reason);
 // throws UsageError for bad input (unknown strategy, bad parameter...).

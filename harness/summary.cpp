@@ -7,6 +7,7 @@ namespace snap {
 
 void print_summary(FILE* out, const RunResult& r, int rep, int reps) {
   std::string what = r.spec.strategy + (r.tracker.empty() ? "" : "/" + r.tracker);
+  if (r.spec.workload != kDefaultWorkload) what += " on " + r.spec.workload;
   std::fprintf(out, "[%d/%d] %s  mem=%s writers=%d rate=%s pattern=%s sink=%s: %s%s%s\n", rep + 1, reps,
                what.c_str(), format_bytes(double(r.region_bytes)).c_str(), r.spec.writers, r.spec.rate.c_str(),
                r.spec.pattern.c_str(), r.spec.sink.c_str(), status_name(r.status), r.reason.empty() ? "" : ": ",

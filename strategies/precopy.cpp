@@ -60,7 +60,7 @@ class Session {
 
   void start(Region& region, const ParamValues& params) {
     tracking_ = true;  // before start(): a tracker that half-started is stopped too
-    tracker_.start(region, params);
+    tracker_.start(region, control_, params);
   }
   void pause() {
     control_.pause();
@@ -118,10 +118,9 @@ class PrecopyStrategy final : public Strategy {
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kEnd; }
 
   void snapshot(SnapshotContext& ctx) override {
-    const std::string tracker_name = ctx.tracker.empty() ? kDefaultTracker : ctx.tracker;
-    std::unique_ptr<DirtyTracker> tracker = make_tracker(tracker_name);
-    if (Support s = tracker->probe(); !s.supported)
-      throw std::runtime_error("tracker " + tracker_name + " unsupported: " + s.reason);
+    // The harness resolved, configured and probed the tracker (an unsupported one never gets here).
+    if (!ctx.tracker) throw std::logic_error("precopy: no dirty tracker in the snapshot context");
+    DirtyTracker* tracker = ctx.tracker;
     const double downtime_budget_s = double(ctx.params.get_int("downtime_ms")) / 1000.0;
     const uint64_t max_passes = uint64_t(ctx.params.get_int("max_passes"));
 

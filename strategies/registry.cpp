@@ -16,42 +16,32 @@ std::unique_ptr<DirtyTracker> make_uffd_async_tracker();
 std::unique_ptr<DirtyTracker> make_mprotect_tracker();
 std::unique_ptr<DirtyTracker> make_soft_dirty_tracker();
 
-const std::vector<StrategyEntry>& strategy_registry() {
-  static const std::vector<StrategyEntry> entries = {
-      {"none", make_none_strategy},
-      {"stop-copy", make_stop_copy_strategy},
-      {"precopy", make_precopy_strategy},
-      {"uffd-wp", make_uffd_wp_strategy},
-      {"fork-cow", make_fork_cow_strategy},
-  };
-  return entries;
+const Registry<StrategyEntry>& strategy_registry() {
+  static const Registry<StrategyEntry> registry("--strategy", "strategy",
+                                                {
+                                                    {"none", make_none_strategy, {}},
+                                                    {"stop-copy", make_stop_copy_strategy, {}},
+                                                    {"precopy", make_precopy_strategy, {}},
+                                                    {"uffd-wp", make_uffd_wp_strategy, {}},
+                                                    {"fork-cow", make_fork_cow_strategy, {}},
+                                                });
+  return registry;
 }
 
-const std::vector<TrackerEntry>& tracker_registry() {
-  static const std::vector<TrackerEntry> entries = {
-      {"uffd-async", make_uffd_async_tracker},
-      {"mprotect", make_mprotect_tracker},
-      {"soft-dirty", make_soft_dirty_tracker},
-  };
-  return entries;
+// mprotect learns of a write from the SIGSEGV of a thread of this process: only the threads workload
+// writes that way (a guest's or another process's stores never reach its handler).
+const Registry<TrackerEntry>& tracker_registry() {
+  static const Registry<TrackerEntry> registry("--tracker", "tracker",
+                                               {
+                                                   {"uffd-async", make_uffd_async_tracker, {}},
+                                                   {"mprotect", make_mprotect_tracker, {"threads"}},
+                                                   {"soft-dirty", make_soft_dirty_tracker, {}},
+                                               });
+  return registry;
 }
 
-std::unique_ptr<Strategy> make_strategy(const std::string& name) {
-  std::string known;
-  for (const auto& e : strategy_registry()) {
-    if (e.name == name) return e.make();
-    known += (known.empty() ? "" : ", ") + e.name;
-  }
-  throw UsageError("--strategy: unknown strategy '" + name + "' (known: " + known + ")");
-}
+std::unique_ptr<Strategy> make_strategy(const std::string& name) { return strategy_registry().get(name).make(); }
 
-std::unique_ptr<DirtyTracker> make_tracker(const std::string& name) {
-  std::string known;
-  for (const auto& e : tracker_registry()) {
-    if (e.name == name) return e.make();
-    known += (known.empty() ? "" : ", ") + e.name;
-  }
-  throw UsageError("--tracker: unknown tracker '" + name + "' (known: " + known + ")");
-}
+std::unique_ptr<DirtyTracker> make_tracker(const std::string& name) { return tracker_registry().get(name).make(); }
 
 }  // namespace snap

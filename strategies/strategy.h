@@ -10,6 +10,7 @@
 #include "core/params.h"
 #include "core/region.h"
 #include "core/sink.h"
+#include "core/unit.h"
 #include "workloads/workload.h"
 
 namespace snap {
@@ -29,6 +30,8 @@ struct StrategyMetrics {
   }
 };
 
+class DirtyTracker;
+
 // Everything a strategy gets for one snapshot.
 struct SnapshotContext {
   Region& region;
@@ -36,15 +39,10 @@ struct SnapshotContext {
   Sink& sink;
   StrategyMetrics& metrics;
   const ParamValues& params;   // this strategy's --set values
-  const ParamValues& tracker_params;  // the chosen tracker's values (precopy only)
-  std::string tracker;         // precopy's dirty tracker ("" for the others)
-};
-
-struct Support {
-  bool supported = true;
-  std::string reason;  // why not, when unsupported
-  static Support yes() { return {true, ""}; }
-  static Support no(std::string why) { return {false, std::move(why)}; }
+  // The dirty tracker the harness resolved and probed for this run (null unless the strategy uses
+  // one), and its --set values. The strategy starts and stops it.
+  DirtyTracker* tracker;
+  const ParamValues& tracker_params;
 };
 
 class Strategy {
@@ -67,9 +65,10 @@ class Strategy {
 struct StrategyEntry {
   std::string name;
   std::function<std::unique_ptr<Strategy>()> make;
+  std::vector<std::string> workloads;  // the workloads it can snapshot (empty: every workload)
 };
 // The registry: one line per strategy, in strategies/registry.cpp.
-const std::vector<StrategyEntry>& strategy_registry();
+const Registry<StrategyEntry>& strategy_registry();
 std::unique_ptr<Strategy> make_strategy(const std::string& name);  // throws UsageError if unknown
 
 }  // namespace snap

@@ -28,6 +28,8 @@ TEST(Cli, BadInputIsExitTwoNamingTheFlag) {
       {"run --mem 16M --set malformed", "--set"},
       {"run --mem 16M --tracker mprotect --strategy stop-copy", "--tracker"},
       {"run --mem 16M --strategy precopy --tracker nosuch", "--tracker"},
+      {"run --mem 16M --workload nosuch", "--workload"},
+      {"run --mem 16M --set threads.nope=1", "threads.nope"},
       {"run --mem 16M --numa-node 999", "--numa-node"},
       {"run --mem 16M --reps 0", "--reps"},
       {"run --mem 16M --out " + tmp / "no/such/dir/x.csv", "--out"},

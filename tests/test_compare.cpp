@@ -455,3 +455,18 @@ TEST(Compare, CasesMatchOnTheParametersSetAwayFromTheirDefaults) {
   EXPECT_EQ(other.cases_missing, 1u) << format_report_text(other, false);
   EXPECT_EQ(other.cases_new, 1u);
 }
+
+TEST(Compare, ABaselineWithoutTheWorkloadColumnMeansThreadsAndWorkloadsAreCasesApart) {
+  auto runs = baseline_runs();
+  const std::string old_baseline = without_column(csv_text(runs), "workload");
+  CompareReport same = compare_tables(parse_csv_table("old", old_baseline), table("cur", runs));
+  EXPECT_EQ(same.cases_missing, 0u) << format_report_text(same, false);
+  EXPECT_EQ(same.cases_new, 0u);
+  EXPECT_FALSE(same.failed()) << format_report_text(same, false);
+
+  auto other = runs;
+  each(other, "stop-copy", [](RunResult& r) { r.spec.workload = "other"; });
+  CompareReport apart = compare_tables(parse_csv_table("old", old_baseline), table("cur", other));
+  EXPECT_EQ(apart.cases_missing, 1u) << format_report_text(apart, false);
+  EXPECT_EQ(apart.cases_new, 1u);
+}

@@ -150,7 +150,7 @@ struct Snap {
   explicit Snap(const std::map<std::string, std::string>& raw = {})
       : params("fork-cow", strategy->params(), raw) {}
   void run(Region& region, WorkloadControl& control, Sink& sink) {
-    SnapshotContext ctx{region, control, sink, metrics, params, none, ""};
+    SnapshotContext ctx{region, control, sink, metrics, params, nullptr, none};
     strategy->snapshot(ctx);
   }
 };

@@ -49,6 +49,13 @@ TEST(Matrix, ExpandsAndFoldsWhatDoesNotApply) {
   }
 }
 
+TEST(Matrix, WorkloadIsAKey) {
+  Matrix m = parse_matrix("[fixed]\nworkload = \"threads\"\nmem = \"8M\"\n", "spec");
+  ASSERT_EQ(m.cases.size(), 1u);
+  EXPECT_EQ(m.cases[0].spec.workload, "threads");
+  EXPECT_EQ(parse_matrix("[fixed]\nmem = \"8M\"\n", "spec").cases[0].spec.workload, "threads");
+}
+
 TEST(Matrix, ShardsPartitionTheMatrixExactly) {
   Matrix m = parse_matrix(kSpec, "spec");
   for (int n : {1, 2, 3, 4, 7, 20}) {
@@ -83,6 +90,7 @@ TEST(Matrix, BadSpecsNameTheKey) {
                {"reps = 0\n", "reps"},
                {"[axes\n", "TOML"},
                {"[axes]\n\"uffd-wp.nope\" = [1]\n", "uffd-wp.nope"},
+               {"[axes]\nworkload = [\"threads\", \"nosuch\"]\n", "--workload"},
                {"oops = 1\n", "oops"}};
   for (const auto& c : cases) {
     try {

@@ -197,37 +197,18 @@ INSTANTIATE_TEST_SUITE_P(Precopy, PrecopyPerTracker, testing::Values("uffd-async
 // --- the strategy called directly, to look at the region and the control after a failure ---
 
 // Counts what the strategy does with the writers (there are none here).
-class RecordingControl final : public WorkloadControl {
- public:
-  void pause() override {
-    if (paused) throw std::logic_error("paused twice");
-    paused = true;
-    ++pauses;
-  }
-  void resume() override {
-    if (paused) ++resumes;
-    paused = false;
-  }
-  void consistency_point() override {
-    if (!paused) throw std::logic_error("consistency point while running");
-    ++consistency_points;
-  }
-  bool paused = false;
-  int pauses = 0, resumes = 0, consistency_points = 0;
-};
-
-
 TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
   if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
   auto strategy = make_strategy("precopy");
   Region region({8ull << 20, 1.0, false, -1, 5});
   const struct sigaction before = snaptest::current_segv_action();
   std::unique_ptr<Sink> sink = make_sink({"fail:100000", false, 0, 0});
-  RecordingControl control;
+  snaptest::RecordingControl control;
   StrategyMetrics metrics;
   ParamValues params("precopy", strategy->params(), {});
-  ParamValues tracker_params(GetParam(), make_tracker(GetParam())->params(), {});
-  SnapshotContext ctx{region, control, *sink, metrics, params, tracker_params, GetParam()};
+  auto tracker = make_tracker(GetParam());
+  ParamValues tracker_params(GetParam(), tracker->params(), {});
+  SnapshotContext ctx{region, control, *sink, metrics, params, tracker.get(), tracker_params};
   EXPECT_THROW(strategy->snapshot(ctx), SinkError);
 
   EXPECT_FALSE(control.paused) << "writers left paused";
@@ -244,11 +225,12 @@ TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
   auto strategy = make_strategy("precopy");
   Region region({4ull << 20, 0.5, false, -1, 9});
   std::unique_ptr<Sink> sink = make_sink({"memory", false, 0, 64ull << 20});
-  RecordingControl control;
+  snaptest::RecordingControl control;
   StrategyMetrics metrics;
   ParamValues params("precopy", strategy->params(), {});
-  ParamValues tracker_params(GetParam(), make_tracker(GetParam())->params(), {});
-  SnapshotContext ctx{region, control, *sink, metrics, params, tracker_params, GetParam()};
+  auto tracker = make_tracker(GetParam());
+  ParamValues tracker_params(GetParam(), tracker->params(), {});
+  SnapshotContext ctx{region, control, *sink, metrics, params, tracker.get(), tracker_params};
   strategy->snapshot(ctx);
   EXPECT_EQ(control.consistency_points, 1);
   EXPECT_FALSE(control.paused);

@@ -2,6 +2,7 @@
 // none's baseline, and a deliberately corrupted image that verify must reject.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -210,4 +211,40 @@ TEST(Registry, EveryStrategyAndTrackerRunsTinyAndVerified) {
       }
     }
   }
+}
+
+// The harness refuses a combination from the registry entries' data alone: a strategy or tracker
+// that lists the workloads it accepts makes every other workload a run with status=unsupported.
+TEST(Registry, RefusedWorkloadCombinationIsUnsupportedWithTheReason) {
+  const StrategyEntry any{"any", nullptr, {}};
+  const StrategyEntry only_vm{"only-vm", nullptr, {"vm"}};
+  EXPECT_TRUE(combination_support(any, nullptr, "threads").supported);
+  Support s = combination_support(only_vm, nullptr, "threads");
+  EXPECT_FALSE(s.supported);
+  EXPECT_NE(s.reason.find("only-vm"), std::string::npos) << s.reason;
+  EXPECT_NE(s.reason.find("threads"), std::string::npos) << s.reason;
+  const TrackerEntry& mprotect = tracker_registry().get("mprotect");
+  EXPECT_TRUE(combination_support(any, &mprotect, "threads").supported);
+  Support t = combination_support(any, &mprotect, "vm");
+  EXPECT_FALSE(t.supported);
+  EXPECT_NE(t.reason.find("mprotect"), std::string::npos) << t.reason;
+  // Every registered workload is accepted by every strategy that names none.
+  for (const auto& w : workload_registry())
+    for (const auto& e : strategy_registry())
+      if (e.workloads.empty()) {
+        EXPECT_TRUE(combination_support(e, nullptr, w.name).supported) << e.name;
+      }
+}
+
+TEST(Run, TheWorkloadIsNamedInTheResult) {
+  RunSpec spec = snaptest::verified_spec("stop-copy");
+  spec.mem_bytes = 4ull << 20;
+  spec.warmup_s = 0;
+  RunResult r = run_once(spec);
+  ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+  EXPECT_EQ(r.spec.workload, "threads");
+  const auto names = csv_columns_names();
+  const size_t col = size_t(std::find(names.begin(), names.end(), "workload") - names.begin());
+  ASSERT_LT(col, names.size());
+  EXPECT_EQ(parse_csv_table("row", csv_header() + "\n" + csv_row(r) + "\n").rows[0][col], "threads");
 }

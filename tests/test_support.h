@@ -20,6 +20,27 @@
 
 namespace snaptest {
 
+// A WorkloadControl without writers that checks the protocol a strategy owes (no double pause, a
+// consistency point only while paused) and counts the calls.
+class RecordingControl final : public snap::WorkloadControl {
+ public:
+  void pause() override {
+    if (paused) throw std::logic_error("paused twice");
+    paused = true;
+    ++pauses;
+  }
+  void resume() override {
+    if (paused) ++resumes;
+    paused = false;
+  }
+  void consistency_point() override {
+    if (!paused) throw std::logic_error("consistency point while running");
+    ++consistency_points;
+  }
+  bool paused = false;
+  int pauses = 0, resumes = 0, consistency_points = 0;
+};
+
 // A quick end-to-end run: 32 MiB, 2 idle writers, verified, image kept in memory.
 inline snap::RunSpec verified_spec(const std::string& strategy) {
   snap::RunSpec s;

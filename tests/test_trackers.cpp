@@ -30,6 +30,9 @@
 namespace snap {
 namespace {
 
+// Trackers of the threads workload need nothing from its control; they only receive it.
+snaptest::RecordingControl g_control;
+
 constexpr uint64_t kHugePages = (2u << 20) / kPageSize;  // 4 KiB pages per 2 MiB THP
 
 struct TrackerCase {
@@ -127,7 +130,7 @@ TEST_P(TrackerTable, ReportsExactlyTheWrittenPagesAndRearms) {
   const uint64_t pages = region.pages();
   if (c.thp && c.populated && anon_huge_kib(region) == 0) GTEST_SKIP() << "no transparent huge page was obtained";
 
-  tracker->start(region, ParamValues(c.tracker, tracker->params(), {}));
+  tracker->start(region, g_control, ParamValues(c.tracker, tracker->params(), {}));
   read_every_page(region);
   EXPECT_TRUE(collect(*tracker).empty()) << "reading pages made them dirty";
 
@@ -184,7 +187,7 @@ TEST_P(TrackerRace, ConcurrentWriterLosesNoWrite) {
   Region region({8ull << 20, c.populated ? 0.5 : 0.0, c.thp, -1, 3});
   const uint64_t pages = region.pages();
   std::vector<uint8_t> copy(region.bytes());
-  tracker->start(region, ParamValues(c.tracker, tracker->params(), {}));
+  tracker->start(region, g_control, ParamValues(c.tracker, tracker->params(), {}));
   std::memcpy(copy.data(), region.base(), region.bytes());
 
   std::atomic<bool> stop{false};
@@ -248,7 +251,7 @@ TEST(MprotectTracker, StopRestoresThePreviousHandlerAndWritability) {
 
   Region region({4ull << 20, 1.0, false, -1, 1});
   auto tracker = make_tracker("mprotect");
-  tracker->start(region, ParamValues());
+  tracker->start(region, g_control, ParamValues());
   EXPECT_NE(snaptest::current_segv_action().sa_sigaction, custom_segv_handler) << "the tracker's handler is not installed";
   write_page(region, 5, 55);
   tracker->stop();
@@ -263,10 +266,10 @@ TEST(MprotectTracker, OnlyOneRegionAtATime) {
   Region a({1ull << 20, 1.0, false, -1, 1}), b({1ull << 20, 1.0, false, -1, 2});
   auto first = make_tracker("mprotect");
   auto second = make_tracker("mprotect");
-  first->start(a, ParamValues());
-  EXPECT_THROW(second->start(b, ParamValues()), std::runtime_error);
+  first->start(a, g_control, ParamValues());
+  EXPECT_THROW(second->start(b, g_control, ParamValues()), std::runtime_error);
   first->stop();
-  second->start(b, ParamValues());  // free again once the first stopped
+  second->start(b, g_control, ParamValues());  // free again once the first stopped
   write_page(b, 3, 33);
   EXPECT_EQ(collect(*second), std::vector<uint64_t>{3});
   second->stop();
@@ -282,7 +285,7 @@ TEST(MprotectTracker, FallsBackToAllDirtyAtTheMappingLimit) {
   const uint64_t pages = limit + 1024;
   Region region({pages * kPageSize, 0.0, false, -1, 1});
   auto tracker = make_tracker("mprotect");
-  tracker->start(region, ParamValues());
+  tracker->start(region, g_control, ParamValues());
   for (uint64_t p = 0; p < pages; p += 2) write_page(region, p, p + 1);
   std::vector<uint64_t> got = collect(*tracker);
   EXPECT_EQ(got.size(), pages) << "past the mapping limit every page must count as dirty";
@@ -306,7 +309,7 @@ TEST_P(MprotectForeignFault, StillCrashesLoudly) {
     signal(SIGSEGV, SIG_DFL);
     Region region({1ull << 20, 1.0, false, -1, 1});
     auto tracker = make_tracker("mprotect");
-    tracker->start(region, ParamValues());
+    tracker->start(region, g_control, ParamValues());
     write_page(region, 1, 1);  // a tracked fault first: it must be absorbed
     void* ro = mmap(nullptr, kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     switch (GetParam()) {

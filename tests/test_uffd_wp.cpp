@@ -169,7 +169,7 @@ DirectRun snapshot_directly(Region& region, WorkloadControl& control, Sink& sink
   ParamValues values("uffd-wp", strategy->params(), raw);
   ParamValues none;
   DirectRun out;
-  SnapshotContext ctx{region, control, sink, out.metrics, values, none, ""};
+  SnapshotContext ctx{region, control, sink, out.metrics, values, nullptr, none};
   try {
     strategy->snapshot(ctx);
   } catch (const std::exception& e) {

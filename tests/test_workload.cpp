@@ -14,7 +14,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/region.h"
-#include "workloads/workload.h"
+#include "workloads/threads.h"
 
 using namespace snap;
 using namespace std::chrono_literals;
@@ -108,7 +108,7 @@ TEST(WorkloadRate, AchievedRateIsNearTarget) {
     bool near = false;
     for (int attempt = 0; attempt < 3 && !near; ++attempt) {
       Region region(small_region());
-      Workload wl(region, workload(c.writers, c.rate_pages));
+      ThreadWorkload wl(region, workload(c.writers, c.rate_pages));
       const uint64_t t0 = now_ns(), w0 = wl.total_writes();
       std::this_thread::sleep_for(1s);
       const uint64_t w1 = wl.total_writes(), t1 = now_ns();
@@ -137,7 +137,7 @@ TEST(WorkloadPause, ParksAllWritersAndResumeContinues) {
     for (const char* pattern : {"uniform", "sequential"}) {
       SCOPED_TRACE(std::string(pattern) + " at rate " + std::to_string(rate));
       Region region(small_region());
-      Workload wl(region, workload(2, rate, pattern));
+      ThreadWorkload wl(region, workload(2, rate, pattern));
       std::this_thread::sleep_for(20ms);
       for (int round = 0; round < 3; ++round) {
         const uint64_t t0 = now_ns();
@@ -163,7 +163,7 @@ TEST(WorkloadPause, ParksAllWritersAndResumeContinues) {
 TEST(WorkloadPause, StopOrDestroyWhilePausedDoesNotHang) {
   for (bool destroy : {false, true}) {
     Region region(small_region());
-    auto wl = std::make_unique<Workload>(region, workload(2, kRateMax));
+    auto wl = std::make_unique<ThreadWorkload>(region, workload(2, kRateMax));
     std::this_thread::sleep_for(10ms);
     wl->pause();
     must_finish_within(5000ms, [&] { destroy ? wl.reset() : wl->stop(); }, destroy ? "~Workload" : "stop()");
@@ -176,7 +176,7 @@ TEST(WorkloadPause, StopOrDestroyWhilePausedDoesNotHang) {
 
 TEST(WorkloadIdle, IdleWritersWriteNothingButObeyPauseAndStop) {
   Region region(small_region());
-  Workload wl(region, workload(2, 0));
+  ThreadWorkload wl(region, workload(2, 0));
   std::this_thread::sleep_for(50ms);
   wl.pause();
   EXPECT_TRUE(wl.paused());
@@ -195,7 +195,7 @@ TEST(WorkloadStamps, EveryWrittenPageCarriesValidStamps) {
       SCOPED_TRACE(std::string(pattern) + " at rate " + std::to_string(rate));
       Region region(small_region());
       const int writers = 3;
-      Workload wl(region, workload(writers, rate, pattern));
+      ThreadWorkload wl(region, workload(writers, rate, pattern));
       std::this_thread::sleep_for(50ms);
       wl.stop();
       const size_t stamps = check_stamps(region, writers);
@@ -209,7 +209,7 @@ TEST(WorkloadPhases, WritesAndTimeAreSplitByPhase) {
   for (double rate : {kRateMax, 20000.0}) {
     SCOPED_TRACE("rate " + std::to_string(rate));
     Region region(small_region());
-    Workload wl(region, workload(2, rate));
+    ThreadWorkload wl(region, workload(2, rate));
     std::this_thread::sleep_for(100ms);
     wl.set_phase(Phase::kSnapshot);
     std::this_thread::sleep_for(100ms);
@@ -239,14 +239,14 @@ TEST(WorkloadPhases, WritesAndTimeAreSplitByPhase) {
 
 TEST(WorkloadOptionsCheck, BadOptionsThrowUsageError) {
   Region region(small_region(1 << 20));
-  EXPECT_THROW(Workload(region, workload(-1, 100)), UsageError);
-  EXPECT_THROW(Workload(region, workload(257, 100)), UsageError);
-  EXPECT_THROW(Workload(region, workload(1, -5)), UsageError);
-  EXPECT_THROW(Workload(region, workload(1, 100, "zipf:9")), UsageError);
+  EXPECT_THROW(ThreadWorkload(region, workload(-1, 100)), UsageError);
+  EXPECT_THROW(ThreadWorkload(region, workload(257, 100)), UsageError);
+  EXPECT_THROW(ThreadWorkload(region, workload(1, -5)), UsageError);
+  EXPECT_THROW(ThreadWorkload(region, workload(1, 100, "zipf:9")), UsageError);
   WorkloadOptions bad_node = workload(1, 100);
   bad_node.numa_node = 4096;
-  EXPECT_THROW(Workload(region, bad_node), UsageError);
-  Workload wl(region, workload(1, 100));
+  EXPECT_THROW(ThreadWorkload(region, bad_node), UsageError);
+  ThreadWorkload wl(region, workload(1, 100));
   EXPECT_THROW(wl.stats(Phase::kWarmup), std::logic_error) << "stats() while writers run is a data race";
 }
 
@@ -254,7 +254,7 @@ TEST(WorkloadNuma, WritersBoundToNodeZeroStillWrite) {
   Region region(small_region());
   WorkloadOptions opts = workload(2, kRateMax);
   opts.numa_node = 0;
-  Workload wl(region, opts);
+  ThreadWorkload wl(region, opts);
   std::this_thread::sleep_for(20ms);
   wl.stop();
   EXPECT_GT(wl.total_writes(), 0u);

@@ -1,5 +1,6 @@
-// The synthetic workload: paced writer threads that dirty pages of the region, and the control
-// (pause/resume) that the harness and strategies use to stop them at a consistency point.
+// The workload interface (what writes the region during a snapshot) and its registry, the access
+// patterns, and the control (pause/resume) that the harness and strategies use to stop the writing
+// at a consistency point.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -9,6 +10,7 @@
 #include "core/histogram.h"
 #include "core/params.h"
 #include "core/region.h"
+#include "core/unit.h"
 
 namespace snap {
 
@@ -61,26 +63,39 @@ struct PhaseStats {
   double rate_pages() const { return seconds > 0 ? double(writes) / seconds : 0.0; }
 };
 
-// Runs the writer threads; also the real WorkloadControl (pause parks every writer).
+// A running workload: what writes the region while a snapshot is taken. The harness drives it
+// (phases, pause/resume for the control it hands strategies, stop, statistics); strategies never
+// see it, only the WorkloadControl. One implementation per file, listed in workloads/registry.cpp.
 class Workload {
  public:
-  Workload(Region& region, const WorkloadOptions& opts);  // starts the threads
-  ~Workload();  // stops and joins (resumes first if paused)
-  Workload(const Workload&) = delete;
-  Workload& operator=(const Workload&) = delete;
-
-  void set_phase(Phase p);
-  void pause();   // bounded wait for all writers to park; throws on timeout (writers then resumed)
-  void resume();
-  bool paused() const;
-  void stop();    // ends the threads; idempotent
-  PhaseStats stats(Phase p) const;  // merged over writers; call after stop()
-  uint64_t total_writes() const;    // live counter (relaxed)
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  virtual ~Workload() = default;  // implementations stop (and resume first if paused)
+  virtual void set_phase(Phase p) = 0;
+  // Bounded wait until nothing writes the region any more; throws on timeout (writers then resumed).
+  virtual void pause() = 0;
+  virtual void resume() = 0;
+  virtual bool paused() const = 0;
+  virtual void stop() = 0;                   // ends the writing; idempotent
+  virtual PhaseStats stats(Phase p) const = 0;  // merged over writers; call after stop()
+  virtual uint64_t total_writes() const = 0;    // live counter (relaxed)
+  // Workload-specific facts ("key=value;..."), appended to the CSV's notes column.
+  virtual std::string notes() const { return ""; }
 };
+
+// A registered workload: the facts `snapbench list` shows, and its factory.
+struct WorkloadEntry {
+  std::string name;                  // registry key, --workload value and CSV value
+  std::string help;                  // one line for `snapbench list`
+  std::vector<ParamSpec> params;     // settable with --set NAME.PARAM=VALUE
+  Support (*probe)();                // may this machine run it?
+  // Starts the workload on the region (throws UsageError for bad options, runtime_error otherwise).
+  std::unique_ptr<Workload> (*make)(Region& region, const WorkloadOptions& opts, const ParamValues& params);
+};
+
+// The workload a run uses when none is named (--workload, matrix specs, CSVs without the column).
+inline constexpr const char* kDefaultWorkload = "threads";
+
+// The registry: one line per workload, in workloads/registry.cpp.
+const Registry<WorkloadEntry>& workload_registry();
 
 // Stamp layout written by each write, so a torn or stale page is detectable: at byte offset
 // (seq % 255) * 16 of the page, the 64-bit sequence number then the 64-bit page index.

@@ -97,7 +97,7 @@ class MprotectTracker final : public DirtyTracker {
   }
   Support probe() const override { return Support::yes(); }
 
-  void start(Region& region, const ParamValues&) override {
+  void start(Region& region, WorkloadControl&, const ParamValues&) override {
     stop();
     bool expected = false;
     if (!g_claimed.compare_exchange_strong(expected, true))

@@ -87,7 +87,7 @@ class SoftDirtyTracker final : public DirtyTracker {
   }
   bool collect_needs_pause() const override { return true; }
 
-  void start(Region& region, const ParamValues&) override {
+  void start(Region& region, WorkloadControl&, const ParamValues&) override {
     stop();
     base_ = region.base();
     pages_ = region.pages();

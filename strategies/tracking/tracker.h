@@ -8,7 +8,8 @@
 
 #include "core/params.h"
 #include "core/region.h"
-#include "strategies/strategy.h"
+#include "core/unit.h"
+#include "workloads/workload.h"
 
 namespace snap {
 
@@ -20,8 +21,9 @@ class DirtyTracker {
   virtual std::string help() const = 0;
   virtual Support probe() const = 0;
   virtual std::vector<ParamSpec> params() const { return {}; }
-  // Starts tracking the whole region (every page clean from now on).
-  virtual void start(Region& region, const ParamValues& params) = 0;
+  // Starts tracking the whole region (every page clean from now on). `control` is the running
+  // workload's control: a tracker that needs more of the workload than the region reaches it there.
+  virtual void start(Region& region, WorkloadControl& control, const ParamValues& params) = 0;
   // Appends to `dirty` (sorted ascending, no duplicates) the pages written since start() or the
   // previous collect(), and re-arms them atomically with respect to concurrent writers: a write
   // racing the collection is reported now or at the next collect, never lost.
@@ -44,8 +46,9 @@ inline constexpr const char* kDefaultTracker = "uffd-async";
 struct TrackerEntry {
   std::string name;
   std::function<std::unique_ptr<DirtyTracker>()> make;
+  std::vector<std::string> workloads;  // the workloads it can track (empty: every workload)
 };
-const std::vector<TrackerEntry>& tracker_registry();
+const Registry<TrackerEntry>& tracker_registry();
 std::unique_ptr<DirtyTracker> make_tracker(const std::string& name);  // throws UsageError if unknown
 
 }  // namespace snap

@@ -38,7 +38,7 @@ class UffdAsyncTracker final : public DirtyTracker {
     return Support::yes();
   }
 
-  void start(Region& region, const ParamValues&) override {
+  void start(Region& region, WorkloadControl&, const ParamValues&) override {
     stop();
     base_ = region.base();
     bytes_ = region.bytes();

@@ -1,5 +1,6 @@
-// The paced writer threads that dirty the region, their per-phase statistics, and pause/resume.
-#include "workloads/workload.h"
+// The `threads` workload: paced writer threads that dirty the region, their per-phase statistics,
+// and pause/resume.
+#include "workloads/threads.h"
 
 #include <linux/futex.h>
 #include <numa.h>
@@ -138,7 +139,7 @@ constexpr auto kInverseQ32 = [] {  // 2^32 / n for every possible count of untim
 
 }  // namespace
 
-struct Workload::Impl {
+struct ThreadWorkload::Impl {
   struct alignas(64) Writer {
     int id = 0;
     std::unique_ptr<AccessPattern> pattern;
@@ -191,7 +192,7 @@ struct Workload::Impl {
 };
 
 // One writer thread's loop. It touches only its own Writer and reads the shared control word.
-class Workload::Impl::WriterLoop {
+class ThreadWorkload::Impl::WriterLoop {
  public:
   WriterLoop(Impl& impl, Writer& w)
       : impl_(impl),
@@ -368,7 +369,7 @@ class Workload::Impl::WriterLoop {
   uint64_t typical_write_q8_ = 0;  // EMA of an untimed write's ticks, 24.8 fixed point
 };
 
-void Workload::Impl::run_writer(Writer& w) {
+void ThreadWorkload::Impl::run_writer(Writer& w) {
   const std::string name = "snap-writer-" + std::to_string(w.id);
   pthread_setname_np(pthread_self(), name.c_str());
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // paced sleeps end on time, not 50 µs late
@@ -378,7 +379,7 @@ void Workload::Impl::run_writer(Writer& w) {
   WriterLoop(*this, w).run();
 }
 
-void Workload::Impl::pause_locked() {
+void ThreadWorkload::Impl::pause_locked() {
   if (stopped || (current_flags() & kPausedBit)) return;
   publish_control(kPausedBit);
   const uint32_t want = uint32_t(writers.size());
@@ -402,7 +403,7 @@ void Workload::Impl::pause_locked() {
   throw std::runtime_error("writers did not park within 5 s");
 }
 
-void Workload::Impl::stop_locked() {
+void ThreadWorkload::Impl::stop_locked() {
   if (stopped) return;
   publish_control(kStopBit);  // also clears the pause bit: no writer is left parked
   for (auto& w : writers)
@@ -411,7 +412,7 @@ void Workload::Impl::stop_locked() {
   stopped = true;
 }
 
-Workload::Workload(Region& region, const WorkloadOptions& opts) : impl_(std::make_unique<Impl>(region, opts)) {
+ThreadWorkload::ThreadWorkload(Region& region, const WorkloadOptions& opts) : impl_(std::make_unique<Impl>(region, opts)) {
   if (opts.writers < 0 || opts.writers > 256)
     throw UsageError("--writers: must be between 0 and 256 (got " + std::to_string(opts.writers) + ")");
   if (!(opts.rate_pages >= 0 || opts.rate_pages == kRateMax))
@@ -441,9 +442,9 @@ Workload::Workload(Region& region, const WorkloadOptions& opts) : impl_(std::mak
   }
 }
 
-Workload::~Workload() { stop(); }
+ThreadWorkload::~ThreadWorkload() { stop(); }
 
-void Workload::set_phase(Phase p) {
+void ThreadWorkload::set_phase(Phase p) {
   std::lock_guard lock(impl_->control_mutex);
   if (impl_->stopped || impl_->phase.load() == int(p)) return;
   impl_->close_phase(now_ns());
@@ -451,27 +452,27 @@ void Workload::set_phase(Phase p) {
   impl_->publish_control(impl_->current_flags());
 }
 
-void Workload::pause() {
+void ThreadWorkload::pause() {
   std::lock_guard lock(impl_->control_mutex);
   impl_->pause_locked();
 }
 
-void Workload::resume() {
+void ThreadWorkload::resume() {
   std::lock_guard lock(impl_->control_mutex);
   if (!impl_->stopped) impl_->resume_locked();
 }
 
-bool Workload::paused() const { return impl_->current_flags() & kPausedBit; }
+bool ThreadWorkload::paused() const { return impl_->current_flags() & kPausedBit; }
 
-void Workload::stop() {
+void ThreadWorkload::stop() {
   std::lock_guard lock(impl_->control_mutex);
   impl_->stop_locked();
 }
 
-PhaseStats Workload::stats(Phase p) const {
+PhaseStats ThreadWorkload::stats(Phase p) const {
   std::lock_guard lock(impl_->control_mutex);
   // The histograms belong to the writer threads until they are joined.
-  if (!impl_->stopped) throw std::logic_error("Workload::stats() before stop()");
+  if (!impl_->stopped) throw std::logic_error("ThreadWorkload::stats() before stop()");
   PhaseStats out;
   for (const auto& w : impl_->writers) {
     out.latency.merge(w->latency[int(p)]);
@@ -481,10 +482,27 @@ PhaseStats Workload::stats(Phase p) const {
   return out;
 }
 
-uint64_t Workload::total_writes() const {
+uint64_t ThreadWorkload::total_writes() const {
   uint64_t sum = 0;
   for (const auto& w : impl_->writers) sum += w->published.load(std::memory_order_relaxed);
   return sum;
+}
+
+}  // namespace snap
+
+namespace snap {
+
+const WorkloadEntry& threads_workload() {
+  static const WorkloadEntry entry{
+      "threads",
+      "paced writer threads in this process (--writers, --rate, --pattern)",
+      {},
+      [] { return Support::yes(); },
+      [](Region& region, const WorkloadOptions& opts, const ParamValues&) -> std::unique_ptr<Workload> {
+        return std::make_unique<ThreadWorkload>(region, opts);
+      },
+  };
+  return entry;
 }
 
 }  // namespace snap

@@ -1,0 +1,15 @@
+// The explicit registry of workloads: one line per workload.
+#include "workloads/threads.h"
+#include "workloads/workload.h"
+
+namespace snap {
+
+const Registry<WorkloadEntry>& workload_registry() {
+  static const Registry<WorkloadEntry> registry("--workload", "workload",
+                                                {
+                                                    threads_workload(),
+                                                });
+  return registry;
+}
+
+}  // namespace snap
