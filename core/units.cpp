@@ -71,13 +71,13 @@ double parse_rate_pages(const std::string& text, const std::string& what) {
     std::string num = s.substr(0, s.size() - pages_suffix.size());
     char* end = nullptr;
     double v = std::strtod(num.c_str(), &end);
-    if (end == num.c_str() || *end != '\0' || !std::isfinite(v) || v < 0) throw bad();
+    if (end == num.c_str() || *end != '\0' || !std::isfinite(v) || v < 0 || v > 1e18 / double(kPageSize)) throw bad();
     return v;
   }
   std::string num = s;
   if (num.size() > 2 && num.compare(num.size() - 2, 2, "/s") == 0) num = num.substr(0, num.size() - 2);
   double v;
-  if (!parse_size_impl(num, v)) throw bad();
+  if (!parse_size_impl(num, v) || v > 1e18) throw bad();  // 1e18 B/s: a typo, not a rate
   return v / double(kPageSize);
 }
 
@@ -87,7 +87,7 @@ uint64_t parse_bandwidth(const std::string& text, const std::string& what) {
   std::string num = s;
   if (num.size() > 2 && num.compare(num.size() - 2, 2, "/s") == 0) num = num.substr(0, num.size() - 2);
   double v;
-  if (!parse_size_impl(num, v) || v < 1)
+  if (!parse_size_impl(num, v) || v < 1 || v > 1e18)  // 1e18 B/s: beyond any device, and fits uint64_t
     throw UsageError(what + ": malformed bandwidth '" + text + "' (expected e.g. 800MiB/s, 1G/s, 0 for no cap)");
   return uint64_t(std::llround(v));
 }

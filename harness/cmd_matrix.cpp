@@ -57,6 +57,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
   struct Opts {
     std::string spec, out, shard = "1/1";
     bool resume = false, dry_run = false, quiet = false;
+    uint64_t max_runs = kDefaultMaxRuns;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("SPEC", o->spec, "matrix spec (TOML), e.g. configs/demo.toml")->required();
@@ -65,9 +66,11 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
   cmd->add_option("--shard", o->shard, "run only shard i of N (1-based), e.g. 2/4; join shards with `snapbench merge`")
       ->capture_default_str();
   cmd->add_flag("--dry-run", o->dry_run, "list the runs and exit");
+  cmd->add_option("--max-runs", o->max_runs, "refuse a spec with more runs than this (axes' product x reps)")
+      ->capture_default_str();
   cmd->add_flag("-q,--quiet", o->quiet, "no progress line even on a terminal");
   cmd->callback([o, &rc, argv]() {
-    Matrix m = load_matrix(o->spec);
+    Matrix m = load_matrix(o->spec, o->max_runs);
     int shard_i, shard_n;
     parse_shard(o->shard, shard_i, shard_n);
     std::vector<MatrixCase> cases = shard_cases(m.cases, shard_i, shard_n);

@@ -300,7 +300,8 @@ std::string non_default_params(const std::string& params) {
 
 CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& current_table,
                              const std::vector<MetricTolerance>& tolerances) {
-  const CsvTable baseline = with_case_columns(baseline_table), current = with_case_columns(current_table);
+  CsvTable baseline = with_case_columns(baseline_table), current = with_case_columns(current_table);
+  const std::vector<std::string> left_out = align_case_columns(baseline, current);
   const Layout bl = layout_of(baseline, tolerances), cl = layout_of(current, tolerances);
   CompareReport report;
 
@@ -308,6 +309,8 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
   if (!bv.empty() && !cv.empty() && bv != cv)
     report.warnings.push_back("schema_version differs: baseline " + joined(bv) + ", current " + joined(cv) +
                               "; columns may not mean the same");
+  for (const auto& c : left_out)
+    report.warnings.push_back("only one table has column " + c + ": cases are matched without it");
   if (baseline.rows.empty()) report.warnings.push_back(baseline.source + " has no rows: nothing to compare against");
 
   // Group rows into cases, baseline order first, then cases only the current table has. A case's

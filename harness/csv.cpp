@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "harness/spec_fields.h"
 
 namespace snap {
 
@@ -44,6 +45,8 @@ const std::vector<CsvColumn>& csv_columns() {
        }},
       {"bandwidth_bytes_s", "save bandwidth cap in bytes/s (0: none)", [](const RunResult& r) { return u64(r.bandwidth_bytes_s); }},
       {"warmup_s", "seconds the writers ran before the snapshot started", [](const RunResult& r) { return num(r.spec.warmup_s); }},
+      {"fsync", "1 if the file sink fdatasynced the image before the snapshot counted as complete (--fsync)", [](const RunResult& r) { return std::string(r.spec.fsync ? "1" : "0"); }},
+      {"verify", "1 if the image was to be verified (--verify); the verdict is in verified", [](const RunResult& r) { return std::string(r.spec.verify ? "1" : "0"); }},
       {"seed", "seed of the region content and access pattern", [](const RunResult& r) { return u64(r.spec.seed); }},
       {"rep", "repetition index (0-based)", [](const RunResult& r) { return std::to_string(r.spec.rep); }},
       {"status", "ok | unsupported | failed", [](const RunResult& r) { return std::string(status_name(r.status)); }},
@@ -92,20 +95,54 @@ std::vector<std::string> csv_columns_names() {
 }
 
 const std::vector<std::string>& case_key_columns() {
-  static const std::vector<std::string> cols = {"strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate",
-                                                "thp", "numa_node", "rate", "sink", "bandwidth_bytes_s", "params"};
+  static const std::vector<std::string> cols = [] {
+    std::vector<std::string> out;
+    for (const auto& f : spec_fields())
+      if (f.identity) out.push_back(f.column);
+    out.push_back("params");
+    return out;
+  }();
   return cols;
 }
 
+namespace {
+
+// The case columns added after schema 1, with the value every run of an older CSV had ("" when it
+// is not known: such a column is left out when only one of two tables has it).
+struct LaterColumn {
+  const char* name;
+  const char* old_value;
+};
+constexpr LaterColumn kLaterCaseColumns[] = {{"workload", kDefaultWorkload}, {"fsync", ""}, {"verify", ""}};
+
+}  // namespace
+
 CsvTable with_case_columns(CsvTable table) {
-  // The value each case column had before it existed (older schema versions).
-  static const std::vector<std::pair<std::string, std::string>> defaults = {{"workload", kDefaultWorkload}};
-  for (const auto& [name, value] : defaults) {
-    if (table.find_column(name) >= 0) continue;
+  for (const auto& [name, value] : kLaterCaseColumns) {
+    if (table.find_column(name) >= 0 || *value == '\0') continue;
     table.columns.push_back(name);
     for (auto& row : table.rows) row.push_back(value);
   }
   return table;
+}
+
+std::vector<std::string> align_case_columns(CsvTable& a, CsvTable& b) {
+  std::vector<std::string> left_out;
+  for (const auto& [name, value] : kLaterCaseColumns) {
+    const bool in_a = a.find_column(name) >= 0, in_b = b.find_column(name) >= 0;
+    if (in_a && in_b) continue;
+    if (in_a || in_b) left_out.push_back(name);  // neither: two older tables, nothing is lost
+    for (CsvTable* t : {&a, &b}) {
+      const long c = t->find_column(name);
+      if (c < 0) {
+        t->columns.push_back(name);
+        for (auto& row : t->rows) row.emplace_back();
+      } else {
+        for (auto& row : t->rows) row[size_t(c)].clear();
+      }
+    }
+  }
+  return left_out;
 }
 
 std::string run_key(const RunResult& r, bool with_rep) {

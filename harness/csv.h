@@ -9,7 +9,7 @@
 
 namespace snap {
 
-constexpr int kSchemaVersion = 2;  // 2: the workload column
+constexpr int kSchemaVersion = 3;  // 2: the workload column; 3: fsync and verify
 
 struct CsvColumn {
   std::string name;     // units in the name: _bytes, _s, _us, _pages_s
@@ -25,12 +25,17 @@ std::string csv_escape(const std::string& field);
 // The column names in order (the header, split).
 std::vector<std::string> csv_columns_names();
 
-// The columns that identify a configuration (every parameter, not seed/rep or results): compare
-// matches runs on them, the matrix's --resume and merge add seed and rep.
+// The columns that identify a case: the identity fields of the run-spec field table
+// (harness/spec_fields.cpp) and params. compare matches runs on them, the matrix de-duplicates its
+// cases on them (plus seed), --resume and merge add seed and rep.
 const std::vector<std::string>& case_key_columns();
 // The table with the case columns an older CSV lacks added, holding the value they meant then (a
 // CSV without `workload` was written by the threads workload), so old baselines still match.
 CsvTable with_case_columns(CsvTable table);
+// Makes two tables comparable on a case's identity when one lacks an identity column that has no
+// known old value (fsync, verify before schema 3): that column is blanked in both, so cases are
+// matched without it. Returns the columns left out, for a warning.
+std::vector<std::string> align_case_columns(CsvTable& a, CsvTable& b);
 // The key of a run: case_key_columns() values (plus seed and rep when with_rep), joined by '|'.
 std::string run_key(const RunResult& r, bool with_rep = true);
 

@@ -2,6 +2,7 @@
 #include "harness/matrix.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/units.h"
 #include "harness/csv.h"
+#include "harness/spec_fields.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 
@@ -30,48 +32,18 @@ std::string scalar_text(const toml::node& n, const std::string& where) {
   throw UsageError(where + ": expected a string, number or bool");
 }
 
-double to_double(const std::string& v, const std::string& where) {
-  char* end = nullptr;
-  double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end) throw UsageError(where + ": '" + v + "' is not a number");
-  return d;
-}
-
-long long to_int(const std::string& v, const std::string& where) {
-  char* end = nullptr;
-  long long d = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end) throw UsageError(where + ": '" + v + "' is not an integer");
-  return d;
-}
-
-bool to_bool(const std::string& v, const std::string& where) {
-  if (v == "true" || v == "on" || v == "1" || v == "yes") return true;
-  if (v == "false" || v == "off" || v == "0" || v == "no") return false;
-  throw UsageError(where + ": '" + v + "' is not a bool (true/false, on/off)");
-}
-
-// Applies one spec key to a RunSpec. `where` names the file and key for errors.
+// Applies one spec key to a RunSpec through the field table (the `run` flags' parsers and bounds).
+// `where` names the file and key for errors.
 void apply_key(RunSpec& s, const std::string& key, const std::string& v, const std::string& where) {
-  if (key == "strategy") s.strategy = v;
-  else if (key == "tracker") s.tracker = v;
-  else if (key == "workload") s.workload = v;
-  else if (key == "pattern") s.pattern = v;
-  else if (key == "writers") s.writers = int(to_int(v, where));
-  else if (key == "mem") s.mem_bytes = parse_size(v, where);
-  else if (key == "populate") s.populate = to_double(v, where);
-  else if (key == "rate") s.rate = v;
-  else if (key == "bandwidth") s.bandwidth = v;
-  else if (key == "thp") s.thp = to_bool(v, where);
-  else if (key == "sink") s.sink = v;
-  else if (key == "fsync") s.fsync = to_bool(v, where);
-  else if (key == "warmup") s.warmup_s = to_double(v, where);
-  else if (key == "seed") s.seed = uint64_t(to_int(v, where));
-  else if (key == "verify") s.verify = to_bool(v, where);
-  else if (key == "numa_node") s.numa_node = int(to_int(v, where));
-  else if (key.find('.') != std::string::npos) parse_assignment(key + "=" + v, s.params);
-  else
-    throw UsageError(where + ": unknown key (known: strategy tracker workload pattern writers mem populate rate bandwidth "
-                     "thp sink fsync warmup seed verify numa_node, or UNIT.PARAM)");
+  if (const SpecField* f = find_spec_field(key)) {
+    f->apply(s, v, where);
+  } else if (key.find('.') != std::string::npos) {
+    parse_assignment(key + "=" + v, s.params);
+  } else {
+    std::string known;
+    for (const auto& field : spec_fields()) known += (known.empty() ? "" : " ") + field.key;
+    throw UsageError(where + ": unknown key (known: " + known + ", or UNIT.PARAM)");
+  }
 }
 
 // Drops what does not apply to the case's strategy: a tracker for a strategy without one, parameters
@@ -97,7 +69,7 @@ std::string fold_inapplicable(RunSpec& s) {
 
 }  // namespace
 
-Matrix parse_matrix(const std::string& text, const std::string& origin) {
+Matrix parse_matrix(const std::string& text, const std::string& origin, uint64_t max_runs) {
   toml::table root;
   try {
     root = toml::parse(text, origin);
@@ -106,10 +78,6 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
                      std::to_string(e.source().begin.line));
   }
   Matrix m;
-  m.name = root["name"].value_or(std::string("matrix"));
-  m.reps = int(root["reps"].value_or(int64_t(1)));
-  m.shuffle_seed = uint64_t(root["shuffle_seed"].value_or(int64_t(1)));
-  if (m.reps < 1) throw UsageError(origin + ": reps must be at least 1");
   for (const auto& [k, v] : root) {
     std::string key(k.str());
     if (key != "name" && key != "reps" && key != "shuffle_seed" && key != "fixed" && key != "axes" &&
@@ -117,10 +85,35 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
       throw UsageError(origin + ": unknown top-level key '" + key + "' (expected name, description, reps, "
                        "shuffle_seed, [fixed], [axes])");
   }
+  // Every top-level value has one type; a wrong one is an error, not a silent default.
+  auto text_key = [&](const char* key, const std::string& fallback) {
+    const toml::node* n = root.get(key);
+    if (!n) return fallback;
+    if (!n->is_string()) throw UsageError(origin + ": " + key + ": expected a string");
+    return *n->value<std::string>();
+  };
+  auto int_key = [&](const char* key, int64_t fallback, int64_t lo, int64_t hi) {
+    const toml::node* n = root.get(key);
+    if (!n) return fallback;
+    if (!n->is_integer() || *n->value<int64_t>() < lo || *n->value<int64_t>() > hi)
+      throw UsageError(origin + ": " + key + ": expected an integer from " + std::to_string(lo) + " to " +
+                       std::to_string(hi));
+    return *n->value<int64_t>();
+  };
+  m.name = text_key("name", "matrix");
+  text_key("description", "");
+  m.reps = int(int_key("reps", 1, 1, 1000000));
+  m.shuffle_seed = uint64_t(int_key("shuffle_seed", 1, 0, INT64_MAX));
+  for (const char* section : {"fixed", "axes"})
+    if (const toml::node* n = root.get(section); n && !n->is_table())
+      throw UsageError(origin + ": " + section + ": expected a table ([" + section + "] with key = value lines)");
+  const toml::table* fixed = root["fixed"].as_table();
+  const toml::table* axes_table = root["axes"].as_table();
+  if ((!fixed || fixed->empty()) && (!axes_table || axes_table->empty()))
+    throw UsageError(origin + ": the spec sets nothing (no key in [fixed] or [axes]); name at least the strategy");
 
   RunSpec base;
-  base.warmup_s = 0.5;
-  if (auto* fixed = root["fixed"].as_table()) {
+  if (fixed) {
     for (const auto& [k, v] : *fixed) {
       std::string where = origin + ": fixed." + std::string(k.str());
       if (v.is_array()) throw UsageError(where + ": a list belongs in [axes]");
@@ -128,8 +121,8 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
     }
   }
   std::vector<std::pair<std::string, std::vector<std::string>>> axes;
-  if (auto* ax = root["axes"].as_table()) {
-    for (const auto& [k, v] : *ax) {
+  if (axes_table) {
+    for (const auto& [k, v] : *axes_table) {
       std::string where = origin + ": axes." + std::string(k.str());
       std::vector<std::string> values;
       if (auto* arr = v.as_array()) {
@@ -141,6 +134,18 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
       axes.emplace_back(std::string(k.str()), values);
     }
   }
+
+  // Count the runs before expanding: a spec whose axes multiply to millions would otherwise grow
+  // without bound (even --dry-run) before saying anything.
+  uint64_t runs = uint64_t(m.reps);
+  std::string product;
+  for (const auto& [key, values] : axes) {
+    product += key + "=" + std::to_string(values.size()) + " x ";
+    if (__builtin_mul_overflow(runs, uint64_t(values.size()), &runs)) runs = UINT64_MAX;
+  }
+  if (runs > max_runs)
+    throw UsageError(origin + ": the matrix has more than " + std::to_string(max_runs) + " runs (" + product +
+                     "reps=" + std::to_string(m.reps) + "); shrink the axes or raise --max-runs");
 
   // Cross product, odometer style: the last axis varies fastest.
   std::vector<size_t> idx(axes.size(), 0);
@@ -159,8 +164,8 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
     validate_params(s.params);  // before folding, so a typo in an unused unit's parameter still fails
     std::string why = fold_inapplicable(s);
     RunResult resolved = resolve_spec(s);  // validates; UsageError names the flag-like key
-    std::string key = run_key(resolved, false) + std::to_string(s.seed) + "|" + (s.verify ? "v" : "") +
-                      std::to_string(s.warmup_s) + "|" + (s.fsync ? "f" : "");
+    // The case's identity (every identity field, harness/spec_fields.cpp) plus its seed.
+    std::string key = run_key(resolved, false) + std::to_string(s.seed);
     if (seen.insert(key).second) {
       std::string head = s.strategy + (resolved.tracker.empty() ? "" : "/" + resolved.tracker);
       m.cases.push_back({s, head + label});
@@ -184,14 +189,14 @@ Matrix parse_matrix(const std::string& text, const std::string& origin) {
   return m;
 }
 
-Matrix load_matrix(const std::string& path) {
+Matrix load_matrix(const std::string& path, uint64_t max_runs) {
   std::vector<uint8_t> bytes;
   try {
     bytes = read_file_bytes(path);
   } catch (const std::exception& e) {
     throw UsageError(std::string("matrix spec: ") + e.what());
   }
-  return parse_matrix(std::string(bytes.begin(), bytes.end()), path);
+  return parse_matrix(std::string(bytes.begin(), bytes.end()), path, max_runs);
 }
 
 std::vector<MatrixCase> shard_cases(const std::vector<MatrixCase>& cases, int index, int count) {

@@ -1,5 +1,6 @@
 // Matrix specs (TOML): axes and fixed values expanded into runs, with sharding and run keys.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,12 @@ struct Matrix {
 //   name = "demo"            reps = 2             shuffle_seed = 7
 //   [fixed]  key = scalar ...                      (one value for every run)
 //   [axes]   key = [values ...]                    (the cross product is taken)
-// Keys: strategy tracker workload pattern writers mem populate rate bandwidth thp sink fsync warmup seed
-// verify numa_node, and "UNIT.PARAM" for a strategy or tracker parameter.
-Matrix load_matrix(const std::string& path);
-Matrix parse_matrix(const std::string& toml_text, const std::string& origin);
+// Keys: those of the run-spec field table (harness/spec_fields.cpp), and "UNIT.PARAM" for a
+// strategy's, tracker's or workload's parameter.
+// A spec with more than `max_runs` runs (axes' product x reps, counted before expanding) is refused.
+inline constexpr uint64_t kDefaultMaxRuns = 100000;
+Matrix load_matrix(const std::string& path, uint64_t max_runs = kDefaultMaxRuns);
+Matrix parse_matrix(const std::string& toml_text, const std::string& origin, uint64_t max_runs = kDefaultMaxRuns);
 
 // The runs of shard `index` (1-based) of `count`: cases are dealt round-robin in spec order, so the
 // shards partition the matrix exactly and every repetition of a case lands in the same shard.

@@ -15,6 +15,7 @@
 #include "core/sink.h"
 #include "core/sink_tee.h"
 #include "core/units.h"
+#include "harness/spec_fields.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 #include "workloads/workload.h"
@@ -150,6 +151,11 @@ Resolved resolve(const RunSpec& spec) {
     throw UsageError("--tracker: strategy '" + spec.strategy + "' uses no dirty tracker");
   }
   validate_params(spec.params);
+  for (const auto& [unit, values] : spec.params)
+    if (unit != spec.strategy && unit != res.tracker && unit != spec.workload)
+      throw UsageError("--set " + unit + "." + (values.empty() ? "*" : values.begin()->first) + ": " + unit +
+                       " is not in this run (strategy " + spec.strategy +
+                       (res.tracker.empty() ? "" : ", tracker " + res.tracker) + ", workload " + spec.workload + ")");
   auto values_for = [&](const std::string& unit, const std::vector<ParamSpec>& specs) {
     auto it = spec.params.find(unit);
     return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
@@ -163,13 +169,9 @@ Resolved resolve(const RunSpec& spec) {
   }
   r.workload_params = values_for(r.workload->name, r.workload->params);
   if (std::string w = r.workload_params.describe(); !w.empty()) res.params += (res.params.empty() ? "" : ";") + w;
-  if (spec.writers < 0 || spec.writers > 1024) throw UsageError("--writers: must be between 0 and 1024");
-  if (!(spec.populate >= 0 && spec.populate <= 1)) throw UsageError("--populate: must be between 0 and 1");
-  if (spec.warmup_s < 0) throw UsageError("--warmup: must be >= 0 seconds");
+  check_spec_fields(spec);  // the bounds of every flag, for specs built in code too
   res.rate_target_pages_s = parse_rate_pages(spec.rate, "--rate");
   res.bandwidth_bytes_s = parse_bandwidth(spec.bandwidth, "--bandwidth");
-  check_pattern_spec(spec.pattern);
-  if (spec.mem_bytes == 0) throw UsageError("--mem: the region must be at least one page");
   res.region_bytes = (spec.mem_bytes + kPageSize - 1) / kPageSize * kPageSize;
   return r;
 }

@@ -30,6 +30,21 @@ TEST(Cli, BadInputIsExitTwoNamingTheFlag) {
       {"run --mem 16M --strategy precopy --tracker nosuch", "--tracker"},
       {"run --mem 16M --workload nosuch", "--workload"},
       {"run --mem 16M --set threads.nope=1", "threads.nope"},
+      // Nonsense that used to run with exit 0 (issue 8, reliability 5).
+      {"run --mem 16M --warmup nan", "--warmup"},
+      {"run --mem 16M --warmup inf", "--warmup"},
+      {"run --mem 16M --warmup 1e300", "--warmup"},
+      {"run --mem 16M --warmup -1", "--warmup"},
+      {"run --mem 16M --bandwidth 1e99MiB/s", "--bandwidth"},
+      {"run --mem 16M --rate 1e99MiB/s", "--rate"},
+      {"run --mem 16M --seed -1", "--seed"},
+      {"run --mem 16M --seed 18446744073709551616", "--seed"},
+      {"run --mem 16M --numa-node -2", "--numa-node"},
+      {"run --mem 16M --writers 4294967298", "--writers"},
+      {"run --mem 16M --writers 257", "--writers"},
+      {"run --mem 16M --reps 4294967297", "--reps"},
+      {"run --mem 16M --strategy stop-copy --set uffd-wp.chunk_pages=8", "uffd-wp.chunk_pages"},
+      {"run --mem 16M --strategy stop-copy --set precopy.max_passes=8", "not in this run"},
       {"run --mem 16M --numa-node 999", "--numa-node"},
       {"run --mem 16M --reps 0", "--reps"},
       {"run --mem 16M --out " + tmp / "no/such/dir/x.csv", "--out"},
@@ -49,7 +64,7 @@ TEST(Cli, HelpExplainsEveryRunFlag) {
   EXPECT_EQ(r.rc, 0) << r.out;
   for (const char* flag : {"--strategy", "--tracker", "--mem", "--populate", "--thp", "--numa-node", "--writers", "--rate",
                            "--pattern", "--sink", "--fsync", "--bandwidth", "--warmup", "--reps", "--seed", "--verify",
-                           "--out", "--image", "--set"})
+                           "--out", "--image", "--set", "--workload"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 

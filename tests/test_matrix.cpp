@@ -56,6 +56,64 @@ TEST(Matrix, WorkloadIsAKey) {
   EXPECT_EQ(parse_matrix("[fixed]\nmem = \"8M\"\n", "spec").cases[0].spec.workload, "threads");
 }
 
+// Issue 8, reliability 4: the product is counted before expanding, so a huge spec is refused at
+// once (naming the axes and the flag that raises the limit) instead of growing without bound.
+TEST(Matrix, TooManyRunsAreRefusedBeforeExpanding) {
+  const std::string huge = "[axes]\nseed = [1,2,3,4,5,6,7,8,9,10]\nwarmup = [0,1,2,3,4,5,6,7,8,9]\nwriters = [0,1,2,3,4,5,6,7,8,9]\n"
+         "populate = [0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]\nrate = [\"0\",\"1MiB/s\",\"2MiB/s\",\"3MiB/s\","
+         "\"4MiB/s\",\"5MiB/s\",\"6MiB/s\",\"7MiB/s\",\"8MiB/s\",\"9MiB/s\"]\n"
+         "\"stop-copy.chunk_pages\" = [1,2,3,4,5,6,7,8,9,10]\nnuma_node = [-1,0,1,2,3,4,5,6,7,8]\n"
+         "\"none.duration_ms\" = [1,2,3,4,5,6,7,8,9,10]\n";  // 10^8 runs
+  try {
+    parse_matrix(huge, "huge.toml");
+    ADD_FAILURE() << "a 10^8-run spec was accepted";
+  } catch (const UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("huge.toml"), std::string::npos) << m;
+    EXPECT_NE(m.find("--max-runs"), std::string::npos) << m;
+    EXPECT_NE(m.find("seed=10"), std::string::npos) << m;
+    EXPECT_NE(m.find("warmup=10"), std::string::npos) << m;
+  }
+  const std::string small = "reps = 2\n[axes]\nwarmup = [0, 0.1, 0.2]\nseed = [1, 2]\n";  // 12 runs
+  EXPECT_THROW(parse_matrix(small, "s.toml", 11), UsageError);
+  EXPECT_EQ(parse_matrix(small, "s.toml", 12).cases.size(), 6u);
+  snaptest::TempDir tmp;
+  std::ofstream(tmp / "s.toml") << small;
+  auto c = snaptest::run_snapbench("matrix " + tmp / "s.toml" + " --dry-run --out " + tmp / "o" + " --max-runs 11");
+  EXPECT_EQ(c.rc, 2) << c.out;
+  EXPECT_NE(c.out.find("--max-runs"), std::string::npos) << c.out;
+  c = snaptest::run_snapbench("matrix " + tmp / "s.toml" + " --dry-run --out " + tmp / "o" + " --max-runs 12");
+  EXPECT_EQ(c.rc, 0) << c.out;
+}
+
+// Issue 8, reliability 1: cases that differ only in warmup, verify or fsync are distinct runs for
+// --resume too (the resume key left them out: 1 row kept, "0 runs done, 4 skipped").
+TEST(Matrix, ResumeTellsCasesApartByEveryIdentityField) {
+  snaptest::TempDir tmp;
+  const std::string spec = tmp / "w.toml";
+  std::ofstream(spec) << "[fixed]\nstrategy = \"stop-copy\"\nmem = \"4M\"\nwriters = 0\n"
+                         "[axes]\nwarmup = [0, 0.01]\nverify = [false, true]\nfsync = [false, true]\n";
+  const std::string out = tmp / "out";
+  auto c = snaptest::run_snapbench("matrix " + spec + " --out " + out + " -q");
+  ASSERT_EQ(c.rc, 0) << c.out;
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(out + "/results.csv");
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+  }
+  ASSERT_EQ(lines.size(), 9u);
+  std::ofstream(out + "/results.csv", std::ios::trunc) << lines[0] << "\n" << lines[1] << "\n";
+  c = snaptest::run_snapbench("matrix " + spec + " --out " + out + " --resume -q");
+  ASSERT_EQ(c.rc, 0) << c.out;
+  EXPECT_NE(c.out.find("7 runs done, 1 skipped"), std::string::npos) << c.out;
+  CsvTable t = read_csv_table(out + "/results.csv");
+  ASSERT_EQ(t.rows.size(), 8u);
+  std::set<std::string> keys;
+  const size_t w = t.require_column("warmup_s"), v = t.require_column("verify"), f = t.require_column("fsync");
+  for (const auto& r : t.rows) keys.insert(r[w] + "|" + r[v] + "|" + r[f]);
+  EXPECT_EQ(keys.size(), 8u);
+}
+
 TEST(Matrix, ShardsPartitionTheMatrixExactly) {
   Matrix m = parse_matrix(kSpec, "spec");
   for (int n : {1, 2, 3, 4, 7, 20}) {
@@ -91,6 +149,22 @@ TEST(Matrix, BadSpecsNameTheKey) {
                {"[axes\n", "TOML"},
                {"[axes]\n\"uffd-wp.nope\" = [1]\n", "uffd-wp.nope"},
                {"[axes]\nworkload = [\"threads\", \"nosuch\"]\n", "--workload"},
+               // Type errors and out-of-range values that used to be ignored or defaulted (issue 8,
+               // reliability 5): each names the spec file and the key.
+               {"reps = \"two\"\n[fixed]\nmem = \"8M\"\n", "spec.toml: reps"},
+               {"reps = 4294967297\n[fixed]\nmem = \"8M\"\n", "spec.toml: reps"},
+               {"name = 5\n[fixed]\nmem = \"8M\"\n", "spec.toml: name"},
+               {"shuffle_seed = -3\n[fixed]\nmem = \"8M\"\n", "spec.toml: shuffle_seed"},
+               {"fixed = 3\n", "spec.toml: fixed"},
+               {"axes = [1, 2]\n", "spec.toml: axes"},
+               {"", "sets nothing"},
+               {"name = \"x\"\n[fixed]\n[axes]\n", "sets nothing"},
+               {"[fixed]\nwriters = 4294967298\n", "spec.toml: fixed.writers"},
+               {"[axes]\nwarmup = [0, nan]\n", "spec.toml: axes.warmup"},
+               {"[fixed]\nseed = -1\n", "spec.toml: fixed.seed"},
+               {"[fixed]\nnuma_node = -2\n", "spec.toml: fixed.numa_node"},
+               {"[fixed]\nbandwidth = \"1e99MiB/s\"\n", "spec.toml: fixed.bandwidth"},
+               {"[fixed]\nverify = \"sometimes\"\n", "spec.toml: fixed.verify"},
                {"oops = 1\n", "oops"}};
   for (const auto& c : cases) {
     try {
