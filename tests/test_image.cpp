@@ -21,7 +21,7 @@
 using namespace snap;
 
 namespace snap::image_detail {
-// Test hook in core/image.cpp: the checksum of a byte string, optionally via the table-driven path.
+// Test hook in core/image_checksum.cpp: the checksum of a byte string, optionally via the table-driven path.
 uint64_t checksum(const uint8_t* p, size_t n, bool force_portable);
 }  // namespace snap::image_detail
 
