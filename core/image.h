@@ -77,10 +77,33 @@ struct FlatImage {
   std::vector<bool> present;     // page written at least once
 };
 
+// Bytes of memory this process can still take (MemAvailable, lowered by RLIMIT_AS when that is set):
+// the default bound on what the reader allocates for a size the image's header states.
+uint64_t available_memory_bytes();
+
 // Parses and checks an image (magic, version, bounds, trailer, checksum). Throws ImageError with a
 // message saying what is wrong (truncated at byte N, checksum mismatch, page index out of range...).
-FlatImage flatten_image(const std::vector<uint8_t>& bytes);
-std::vector<uint8_t> read_file_bytes(const std::string& path);
+// The region is allocated only after the image checked out, and only when region_pages * page_size
+// fits in `max_memory_bytes` (0: available_memory_bytes()); otherwise an ImageError says so.
+FlatImage flatten_image(const std::vector<uint8_t>& bytes, uint64_t max_memory_bytes = 0);
+
+// What `image info` reports: the same checks as flatten_image and the counts, without the region
+// (memory is proportional to the number of records, never to region_pages).
+struct ImageSummary {
+  ImageHeader header;
+  ImageStats stats;
+  uint64_t missing_pages = 0;       // pages of the region that no record covers
+  int64_t first_missing_page = -1;  // -1: none missing (the image is complete)
+};
+ImageSummary inspect_image(const std::vector<uint8_t>& bytes);
+
+// Reads a whole file. A regular file larger than `max_bytes` (0: available_memory_bytes()) is refused
+// before reading; anything else (a pipe, a device) is read up to `max_bytes` and then refused, so an
+// endless input ends. Throws std::runtime_error naming the path (with strerror) when it cannot be read.
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes = 0);
+// read_file_bytes for an image: also refuses, as soon as its first 8 bytes are in, a file that does
+// not start with the image magic (so `image info /dev/zero` ends at once). Throws ImageError.
+std::vector<uint8_t> read_image_file(const std::string& path, uint64_t max_bytes = 0);
 
 // Result of comparing a flattened image with a reference copy of the region.
 struct VerifyResult {

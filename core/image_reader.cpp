@@ -1,7 +1,9 @@
 // The image reader: reads a file within bounds, checks an image's structure and checksum, and
 // flattens it (or only counts it, for `image info`, without materialising the region).
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -117,11 +119,12 @@ size_t walk_records(const std::vector<uint8_t>& bytes, const ParsedHeader& ph, u
 
 }  // namespace
 
-FlatImage flatten_image(const std::vector<uint8_t>& bytes) {
-  const ParsedHeader ph = parse_header(bytes);
-  const uint8_t* p = bytes.data();
+namespace {
 
-  // Pass 1: structure, bounds, trailer, checksum; nothing is allocated until the image is trusted.
+// Pass 1 of every reader: structure, bounds, trailer, checksum. Nothing is allocated for the region
+// until the image is trusted. Returns the number of records.
+uint64_t check_image(const std::vector<uint8_t>& bytes, const ParsedHeader& ph) {
+  const uint8_t* p = bytes.data();
   uint64_t records = 0;
   const size_t trailer = walk_records(bytes, ph, records, [](uint64_t, const uint8_t*) {});
   const size_t end = trailer + kTrailerBytes;
@@ -137,20 +140,55 @@ FlatImage flatten_image(const std::vector<uint8_t>& bytes) {
   if (stored_count != records)
     throw ImageError("record count mismatch: the trailer says " + std::to_string(stored_count) +
                      ", the image holds " + std::to_string(records));
+  return records;
+}
 
-  // Pass 2: flatten (later records win).
+uint64_t meminfo_available_bytes() {
+  FILE* f = std::fopen("/proc/meminfo", "re");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f)) found = std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+  std::fclose(f);
+  return found ? uint64_t(kib) * 1024 : 0;
+}
+
+uint64_t effective_limit(uint64_t max_bytes) { return max_bytes ? max_bytes : available_memory_bytes(); }
+
+}  // namespace
+
+uint64_t available_memory_bytes() {
+  uint64_t avail = meminfo_available_bytes();
+  if (avail == 0) {
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) avail = uint64_t(si.freeram + si.bufferram) * si.mem_unit;
+  }
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) avail = std::min<uint64_t>(avail, rl.rlim_cur);
+  return avail;
+}
+
+FlatImage flatten_image(const std::vector<uint8_t>& bytes, uint64_t max_memory_bytes) {
+  const ParsedHeader ph = parse_header(bytes);
+  uint64_t records = check_image(bytes, ph);
+
+  // Pass 2: flatten (later records win). The region's size comes from the header: check it against
+  // the memory there is before allocating, rather than count on an allocation failure (which
+  // sanitizers and overcommit turn into an abort or the OOM killer).
   FlatImage img;
   img.header = ph.header;
   const uint64_t region_pages = ph.header.region_pages;
-  if (region_pages > SIZE_MAX / kPageSize)
-    throw ImageError("region of " + std::to_string(region_pages) + " pages is too large to flatten");
-  try {
-    img.memory.assign(region_pages * kPageSize, 0);
-    img.present.assign(region_pages, false);
-  } catch (const std::exception&) {  // bad_alloc, or length_error beyond max_size()
-    throw ImageError("cannot allocate " + format_bytes(double(region_pages) * kPageSize) +
-                     " to flatten the image");
-  }
+  const uint64_t limit = effective_limit(max_memory_bytes);
+  const uint64_t need = region_pages > (UINT64_MAX - region_pages / 8) / kPageSize
+                            ? UINT64_MAX
+                            : region_pages * kPageSize + region_pages / 8;
+  if (need > limit || need > SIZE_MAX / 2)
+    throw ImageError("cannot flatten the image: its region of " + std::to_string(region_pages) + " pages needs " +
+                     (need == UINT64_MAX ? std::string("more than 16 EiB") : format_bytes(double(need))) +
+                     ", more than the " + format_bytes(double(limit)) + " of memory available");
+  img.memory.assign(region_pages * kPageSize, 0);
+  img.present.assign(region_pages, false);
   img.stats.image_bytes = bytes.size();
   walk_records(bytes, ph, records, [&](uint64_t index, const uint8_t* data) {
     uint8_t* dst = img.memory.data() + index * kPageSize;
@@ -170,27 +208,87 @@ FlatImage flatten_image(const std::vector<uint8_t>& bytes) {
   return img;
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
+ImageSummary inspect_image(const std::vector<uint8_t>& bytes) {
+  const ParsedHeader ph = parse_header(bytes);
+  uint64_t records = check_image(bytes, ph);
+  ImageSummary s;
+  s.header = ph.header;
+  s.stats.image_bytes = bytes.size();
+  // The page indices written, sorted: as many as there are records (each at least 16 bytes of the
+  // file), so the memory follows the file's size, not the header's region_pages.
+  std::vector<uint64_t> pages;
+  pages.reserve(records);
+  walk_records(bytes, ph, records, [&](uint64_t index, const uint8_t* data) {
+    pages.push_back(index);
+    s.stats.zero_pages += data == nullptr;
+  });
+  std::sort(pages.begin(), pages.end());
+  s.stats.pages_saved = pages.size();
+  s.stats.unique_pages = uint64_t(std::unique(pages.begin(), pages.end()) - pages.begin());
+  s.stats.duplicate_pages = s.stats.pages_saved - s.stats.unique_pages;
+  s.missing_pages = ph.header.region_pages - s.stats.unique_pages;
+  if (s.missing_pages) {
+    // The first index not present: where the sorted unique indices first skip one.
+    uint64_t expect = 0;
+    for (uint64_t i = 0; i < s.stats.unique_pages && pages[i] == expect; ++i) ++expect;
+    s.first_missing_page = int64_t(expect);
+  }
+  return s;
+}
+
+namespace {
+
+// Reads `path` into memory, refusing more than `limit` bytes; `check_prefix` sees the bytes read so
+// far after each read (and may throw), so a wrong file is refused before it is read whole.
+template <class Check>
+std::vector<uint8_t> read_bounded(const std::string& path, uint64_t limit, Check&& check_prefix) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_errno("cannot open '" + path + "'");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   std::vector<uint8_t> out;
   struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) out.reserve(size_t(st.st_size));
+  const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  if (regular) {
+    if (uint64_t(st.st_size) > limit)
+      throw std::runtime_error("cannot read '" + path + "': its " + format_bytes(double(st.st_size)) +
+                               " are more than the " + format_bytes(double(limit)) + " of memory available");
+    out.reserve(size_t(st.st_size));
+  }
   uint8_t chunk[1 << 16];
   for (;;) {
     const ssize_t r = ::read(fd, chunk, sizeof chunk);
     if (r < 0) {
       if (errno == EINTR) continue;
-      const int saved = errno;
-      ::close(fd);
-      errno = saved;
       throw_errno("cannot read '" + path + "'");
     }
     if (r == 0) break;
+    if (uint64_t(r) > limit - out.size())
+      throw std::runtime_error("cannot read '" + path + "': " + (regular ? "it grew past " : "not a regular file and longer than ") +
+                               format_bytes(double(limit)) + " (the memory available)");
     out.insert(out.end(), chunk, chunk + r);
+    check_prefix(out);
   }
-  ::close(fd);
   return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes) {
+  return read_bounded(path, effective_limit(max_bytes), [](const std::vector<uint8_t>&) {});
+}
+
+std::vector<uint8_t> read_image_file(const std::string& path, uint64_t max_bytes) {
+  try {
+    return read_bounded(path, effective_limit(max_bytes), [](const std::vector<uint8_t>& prefix) {
+      if (prefix.size() >= 8 && prefix.size() <= (1 << 16) && std::memcmp(prefix.data(), kHeaderMagic, 8) != 0)
+        throw ImageError("bad magic: not a snapbench image (expected \"SNAPIMG1\" at byte 0)");
+    });
+  } catch (const ImageError& e) {
+    throw ImageError(path + ": " + e.what());
+  }
 }
 
 }  // namespace snap

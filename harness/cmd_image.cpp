@@ -1,5 +1,10 @@
 // `snapbench image info|flatten|verify`: inspect, unpack and check a kept image file.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -9,6 +14,24 @@
 
 namespace snap {
 
+namespace {
+
+// A file named on the command line that cannot be opened is bad input (exit 2), like a missing spec;
+// a file that opens but is not a valid image fails the check (ImageError, exit 1).
+void require_readable(const std::string& path, const char* what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw UsageError(std::string(what) + ": '" + path + "' is a directory");
+  if (::access(path.c_str(), R_OK) != 0)
+    throw UsageError(std::string(what) + ": cannot open '" + path + "': " + std::strerror(errno));
+}
+
+std::vector<uint8_t> load_image(const std::string& path) {
+  require_readable(path, "IMAGE");
+  return read_image_file(path);
+}
+
+}  // namespace
+
 void add_image_command(CLI::App& app, int& rc) {
   auto* image = app.add_subcommand("image", "inspect a snapshot image file (see the README for the format)");
   image->require_subcommand(1);
@@ -16,27 +39,34 @@ void add_image_command(CLI::App& app, int& rc) {
   auto out = std::make_shared<std::string>();
   auto ref = std::make_shared<std::string>();
 
-  auto* info = image->add_subcommand("info", "check an image and print its header and counts");
+  auto* info = image->add_subcommand(
+      "info", "check an image and print its header and counts (without building the region); exit 0 valid and "
+              "complete, 1 corrupt or incomplete (pages without a record), 2 unreadable");
   info->add_option("IMAGE", *path, "image file")->required();
   info->callback([path, &rc]() {
-    FlatImage flat = flatten_image(read_file_bytes(*path));
-    std::printf("image %s: valid\n  strategy %s, consistency point %s, page size %u, region pages %llu (%s)\n"
+    const ImageSummary s = inspect_image(load_image(*path));
+    const bool complete = s.missing_pages == 0;
+    std::string verdict = "valid";
+    if (!complete)
+      verdict = "incomplete: " + std::to_string(s.missing_pages) + " of " + std::to_string(s.header.region_pages) +
+                " pages have no record (first page " + std::to_string(s.first_missing_page) + ")";
+    const double region_bytes = double(s.header.region_pages) * double(s.header.page_size);
+    std::printf("image %s: %s\n  strategy %s, consistency point %s, page size %u, region pages %llu (%s)\n"
                 "  records %llu, unique pages %llu, duplicates %llu, zero records %llu, bytes %llu\n",
-                path->c_str(), flat.header.strategy.c_str(),
-                flat.header.consistency == ConsistencyPoint::kStart ? "start" : "end", flat.header.page_size,
-                (unsigned long long)flat.header.region_pages,
-                format_bytes(double(flat.header.region_pages * flat.header.page_size)).c_str(),
-                (unsigned long long)flat.stats.pages_saved, (unsigned long long)flat.stats.unique_pages,
-                (unsigned long long)flat.stats.duplicate_pages, (unsigned long long)flat.stats.zero_pages,
-                (unsigned long long)flat.stats.image_bytes);
-    rc = 0;
+                path->c_str(), verdict.c_str(), s.header.strategy.c_str(),
+                s.header.consistency == ConsistencyPoint::kStart ? "start" : "end", s.header.page_size,
+                (unsigned long long)s.header.region_pages, format_bytes(region_bytes).c_str(),
+                (unsigned long long)s.stats.pages_saved, (unsigned long long)s.stats.unique_pages,
+                (unsigned long long)s.stats.duplicate_pages, (unsigned long long)s.stats.zero_pages,
+                (unsigned long long)s.stats.image_bytes);
+    rc = complete ? 0 : 1;
   });
 
   auto* flatten = image->add_subcommand("flatten", "write the region the image describes as raw memory");
   flatten->add_option("IMAGE", *path, "image file")->required();
   flatten->add_option("-o,--output", *out, "raw output file")->required();
   flatten->callback([path, out, &rc]() {
-    FlatImage flat = flatten_image(read_file_bytes(*path));
+    FlatImage flat = flatten_image(load_image(*path));
     std::ofstream f(*out, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char*>(flat.memory.data()), std::streamsize(flat.memory.size()));
     if (!f) throw std::runtime_error("cannot write " + *out);
@@ -47,7 +77,8 @@ void add_image_command(CLI::App& app, int& rc) {
   verify->add_option("IMAGE", *path, "image file")->required();
   verify->add_option("--reference", *ref, "raw memory file (e.g. from `image flatten`)")->required();
   verify->callback([path, ref, &rc]() {
-    FlatImage flat = flatten_image(read_file_bytes(*path));
+    FlatImage flat = flatten_image(load_image(*path));
+    require_readable(*ref, "--reference");
     std::vector<uint8_t> reference = read_file_bytes(*ref);
     if (reference.size() != flat.memory.size())
       throw UsageError("--reference: " + *ref + " has " + std::to_string(reference.size()) + " bytes, the image's region " +

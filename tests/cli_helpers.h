@@ -16,9 +16,10 @@ struct Cmd {
   std::string out;  // stdout and stderr together
 };
 
-inline Cmd run_snapbench(const std::string& args) {
+// Runs `snapbench ARGS` through /bin/sh, after the shell commands in `prefix` (e.g. "ulimit -v N; ").
+inline Cmd run_snapbench_shell(const std::string& prefix, const std::string& args) {
   Cmd c;
-  std::string cmd = std::string(SNAPBENCH_BINARY) + " " + args + " 2>&1";
+  std::string cmd = prefix + std::string(SNAPBENCH_BINARY) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return c;
   std::array<char, 4096> buf;
@@ -28,6 +29,8 @@ inline Cmd run_snapbench(const std::string& args) {
   c.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return c;
 }
+
+inline Cmd run_snapbench(const std::string& args) { return run_snapbench_shell("", args); }
 
 // A fresh directory under the system temp dir, removed on destruction.
 struct TempDir {

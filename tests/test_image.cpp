@@ -334,7 +334,7 @@ TEST(ImageFormat, ErrorsSayWhatIsWrong) {
       {"trailing garbage", [](auto& b) { b.insert(b.end(), {1, 2, 3}); }, "trailing garbage: 3 bytes"},
       {"unknown flags", [](auto& b) { put_le32(b, 41 + 8, 6); reseal(b); }, "record 0 at byte 41: unknown flags"},
       // Intact but unflattenable: refused with an ImageError, not a crash or std::bad_alloc.
-      {"huge region", [](auto& b) { put_le64(b, 16, 1ull << 50); reseal(b); }, "cannot allocate"},
+      {"huge region", [](auto& b) { put_le64(b, 16, 1ull << 50); reseal(b); }, "cannot flatten the image: its region of 1125899906842624 pages needs"},
       {"truncated record", [](auto& b) { b.resize(41 + 16 + 10); }, "record 0 at byte 41 (page 0) needs 4096 data bytes"},
   };
   for (const auto& c : cases) {
