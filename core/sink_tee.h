@@ -11,7 +11,8 @@ class TeeSink final : public Sink {
   TeeSink(std::unique_ptr<Sink> primary, uint64_t capacity);
   void write(const void* data, size_t len) override;
   void finish() override;
-  uint64_t bytes_written() const override { return capture_->bytes_written(); }
+  // What the user's sink took (on a failing write the copy may lack that write's bytes).
+  uint64_t bytes_written() const override { return primary_->bytes_written(); }
   std::string kind() const override { return primary_->kind(); }
   bool readable() const override { return true; }
   std::vector<uint8_t> read_back() const override { return capture_->read_back(); }

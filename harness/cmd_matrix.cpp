@@ -88,12 +88,11 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     if (ec) throw UsageError("--out: cannot create " + o->out + ": " + ec.message());
     const std::string csv_path = o->out + "/results.csv";
     std::set<std::string> done;
-    if (o->resume) {
-      done = finished_runs(csv_path);
-    } else if (std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0) {
+    if (!o->resume && std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0)
       throw UsageError("--out: " + csv_path + " exists; pass --resume to continue it or choose another directory");
-    }
+    // Opened before resume reads it: the appender drops a torn last row, whose run then runs again.
     CsvAppender csv(csv_path);
+    if (o->resume) done = finished_runs(csv_path);
     nlohmann::json meta = provenance(argv);
     meta["matrix"] = {{"spec", o->spec}, {"name", m.name}, {"cases", m.cases.size()}, {"reps", m.reps},
                       {"shard", o->shard}, {"skipped", m.skipped}};

@@ -1,11 +1,13 @@
 // CSV columns, formatting and the flushing appender.
 #include "harness/csv.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "core/error.h"
 #include "harness/spec_fields.h"
@@ -52,7 +54,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"status", "ok | unsupported | failed", [](const RunResult& r) { return std::string(status_name(r.status)); }},
       {"reason", "why unsupported or failed (empty when ok)", [](const RunResult& r) { return r.reason; }},
       {"params", "resolved strategy and tracker parameters (unit.param=value;...)", [](const RunResult& r) { return r.params; }},
-      {"image_bytes", "bytes of the image stream (header, records, trailer)", [](const RunResult& r) { return u64(r.image.image_bytes); }},
+      {"image_bytes", "bytes of the image stream (header, records, trailer); for a failed run, the bytes the sink took before the failure", [](const RunResult& r) { return u64(r.image.image_bytes); }},
       {"nonzero_rss_bytes", "non-zero pages x page size: at the consistency point with --verify, else at the end of the run", [](const RunResult& r) { return u64(r.nonzero_rss_bytes); }},
       {"pages_saved", "page records written (including zero records and duplicates)", [](const RunResult& r) { return u64(r.image.pages_saved); }},
       {"unique_pages", "distinct pages written to the image", [](const RunResult& r) { return u64(r.image.unique_pages); }},
@@ -72,7 +74,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"write_max_us", "maximum write latency during the snapshot, microseconds", [](const RunResult& r) { return num(r.write_max_us); }},
       {"write_before_p99_us", "99th percentile write latency during the warm-up, microseconds", [](const RunResult& r) { return num(r.write_before_p99_us); }},
       {"extra_rss_bytes", "memory the strategy added (fork: copy-on-write copies; uffd-wp: copy-aside buffers)", [](const RunResult& r) { return u64(r.extra_rss_bytes); }},
-      {"verified", "pass | fail | off: image compared byte for byte with the region at the consistency point", [](const RunResult& r) { return r.verified; }},
+      {"verified", "pass | fail | off: image compared byte for byte with the region at the consistency point; off when --verify was not given or the run failed before its image was finished (nothing to verify)", [](const RunResult& r) { return r.verified; }},
       {"notes", "strategy-specific facts (key=value;...), e.g. wp_unpopulated", [](const RunResult& r) { return r.notes; }},
   };
   return cols;
@@ -172,31 +174,57 @@ std::string csv_row(const RunResult& r) {
 }
 
 CsvAppender::CsvAppender(const std::string& path) : path_(path) {
-  std::string existing_header;
-  {
-    std::ifstream in(path);
-    if (in) std::getline(in, existing_header);
+  // O_APPEND: every row goes to the end even if something else appended meanwhile.
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw UsageError("--out: cannot open " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd_, &st) != 0) throw_errno("--out: " + path);
+  std::string text(size_t(st.st_size), '\0');
+  for (size_t got = 0; got < text.size();) {
+    const ssize_t r = ::pread(fd_, text.data() + got, text.size() - got, off_t(got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) throw_errno("--out: cannot read " + path);
+    got += size_t(r);
   }
+  // A last line without its newline is a row (or header) whose write was cut off: drop it.
+  if (!text.empty() && text.back() != '\n') {
+    const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+    if (::ftruncate(fd_, off_t(keep)) != 0) throw_errno("--out: cannot drop the torn last line of " + path);
+    dropped_ = text.size() - keep;
+    text.resize(keep);
+    std::fprintf(stderr, "snapbench: %s: dropped a torn last line (%llu bytes without a newline, left by an "
+                 "interrupted write)\n", path.c_str(), (unsigned long long)dropped_);
+  }
+  const std::string existing_header = text.substr(0, text.find('\n'));
   if (!existing_header.empty() && existing_header != csv_header())
     throw UsageError("--out: " + path + " already holds a CSV with other columns (another schema_version?); "
                      "choose a new file");
-  f_ = std::fopen(path.c_str(), "a");
-  if (!f_) throw UsageError("--out: cannot open " + path + ": " + std::strerror(errno));
-  if (existing_header.empty()) {
-    std::fprintf(f_, "%s\n", csv_header().c_str());
-    std::fflush(f_);
-  }
+  if (existing_header.empty()) append_line(csv_header() + "\n");
 }
 
 CsvAppender::~CsvAppender() {
-  if (f_) std::fclose(f_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
-void CsvAppender::append(const RunResult& r) {
-  std::string line = csv_row(r) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size() || std::fflush(f_) != 0)
-    throw std::runtime_error("writing " + path_ + ": " + std::strerror(errno));
-  fsync(fileno(f_));
+void CsvAppender::append_line(const std::string& line) {
+  const off_t start = ::lseek(fd_, 0, SEEK_END);
+  if (start < 0) throw_errno("writing " + path_);
+  auto undo = [&](const char* what, int err) {
+    // Back to the last complete row; a truncation never needs space, so it works on a full disk.
+    const bool cut = ::ftruncate(fd_, start) == 0;
+    throw std::runtime_error("writing " + path_ + ": " + what + ": " + std::strerror(err) +
+                             (cut ? " (the row was not written; the file ends at its last complete row)"
+                                  : " (and truncating it back failed: its last line is torn)"));
+  };
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t w = ::write(fd_, line.data() + done, line.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) undo("write", w < 0 ? errno : EIO);
+    done += size_t(w);
+  }
+  if (::fsync(fd_) != 0) undo("fsync", errno);
 }
+
+void CsvAppender::append(const RunResult& r) { append_line(csv_row(r) + "\n"); }
 
 }  // namespace snap

@@ -39,9 +39,12 @@ std::vector<std::string> align_case_columns(CsvTable& a, CsvTable& b);
 // The key of a run: case_key_columns() values (plus seed and rep when with_rep), joined by '|'.
 std::string run_key(const RunResult& r, bool with_rep = true);
 
-// Appends rows to a CSV file, writing the header only when the file is new or empty, and flushing
-// every row (an interrupted matrix loses nothing finished). An existing file with another header is
-// an error (its schema differs).
+// Appends rows to a CSV file, writing the header only when the file is new or empty. Each row is
+// written whole or not at all: appended, fsynced, and on any failure (a full disk, a file size limit)
+// the file is truncated back to its last complete row before the error is thrown, so an interrupted
+// or failed write never leaves a torn line for the next append to continue. A torn last line found
+// when opening (left by a crash mid-write) is dropped, with a note on stderr. An existing file with
+// another header is an error (its schema differs).
 class CsvAppender {
  public:
   explicit CsvAppender(const std::string& path);
@@ -49,10 +52,15 @@ class CsvAppender {
   CsvAppender(const CsvAppender&) = delete;
   CsvAppender& operator=(const CsvAppender&) = delete;
   void append(const RunResult& r);
+  // Bytes of a torn last line dropped when the file was opened (0: none).
+  uint64_t dropped_torn_bytes() const { return dropped_; }
 
  private:
+  void append_line(const std::string& line);
+
   std::string path_;
-  FILE* f_ = nullptr;
+  int fd_ = -1;
+  uint64_t dropped_ = 0;
 };
 
 }  // namespace snap

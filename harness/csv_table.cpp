@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -40,28 +41,42 @@ std::vector<std::string> split_line(char* line) {
   }
 }
 
-CsvTable read_lines(const std::string& source, io::LineReader& in) {
+// The error for a bad line. When it is the file's last line and the file does not end with a newline,
+// the line is a row whose write was cut off (snapbench always ends a row with one): say so, and how
+// to repair it.
+[[noreturn]] void bad_line(const std::string& source, io::LineReader& in, bool ends_with_newline,
+                           const std::string& problem) {
+  const std::string where = source + " line " + std::to_string(in.get_file_line());
+  if (!ends_with_newline && in.next_line() == nullptr)
+    throw UsageError(where + ": torn last row (" + problem + ", and no newline at the end of the file): a write "
+                     "was cut off there; `snapbench matrix --resume` (or `run --out`) drops it, or delete that line");
+  throw UsageError(where + ": " + problem);
+}
+
+CsvTable read_lines(const std::string& source, io::LineReader& in, bool ends_with_newline) {
   CsvTable t;
   t.source = source;
   char* line;
-  try {
-    while ((line = in.next_line()) != nullptr) {
+  for (;;) {
+    std::vector<std::string> fields;
+    try {
+      if ((line = in.next_line()) == nullptr) break;
       if (*line == '\0') continue;  // blank line (e.g. a trailing one)
-      std::vector<std::string> fields = split_line(line);
-      if (t.columns.empty()) {
-        t.columns = std::move(fields);
-        continue;
-      }
-      if (fields.size() != t.columns.size())
-        throw UsageError(source + " line " + std::to_string(in.get_file_line()) + ": " + std::to_string(fields.size()) +
-                         " fields where the header has " + std::to_string(t.columns.size()));
-      t.rows.push_back(std::move(fields));
-      t.row_lines.push_back(in.get_file_line());
+      fields = split_line(line);
+    } catch (const io::error::escaped_string_not_closed&) {
+      bad_line(source, in, ends_with_newline, "a quoted field is not closed");
+    } catch (const io::error::base& e) {
+      throw UsageError(source + " line " + std::to_string(in.get_file_line()) + ": " + e.what());
     }
-  } catch (const io::error::escaped_string_not_closed&) {
-    throw UsageError(source + " line " + std::to_string(in.get_file_line()) + ": a quoted field is not closed");
-  } catch (const io::error::base& e) {
-    throw UsageError(source + " line " + std::to_string(in.get_file_line()) + ": " + e.what());
+    if (t.columns.empty()) {
+      t.columns = std::move(fields);
+      continue;
+    }
+    if (fields.size() != t.columns.size())
+      bad_line(source, in, ends_with_newline,
+               std::to_string(fields.size()) + " fields where the header has " + std::to_string(t.columns.size()));
+    t.rows.push_back(std::move(fields));
+    t.row_lines.push_back(in.get_file_line());
   }
   if (t.columns.empty()) throw UsageError(source + ": empty file, expected a CSV header");
   return t;
@@ -104,12 +119,17 @@ CsvTable read_csv_table(const std::string& path) {
   } catch (const io::error::can_not_open_file& e) {
     throw UsageError("cannot open " + path + ": " + std::strerror(e.errno_value));
   }
-  return read_lines(path, *in);
+  bool ends_with_newline = true;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    if (std::fseek(f, -1, SEEK_END) == 0) ends_with_newline = std::fgetc(f) == '\n';
+    std::fclose(f);
+  }
+  return read_lines(path, *in, ends_with_newline);
 }
 
 CsvTable parse_csv_table(const std::string& source, const std::string& text) {
   io::LineReader in(source, text.data(), text.data() + text.size());
-  return read_lines(source, in);
+  return read_lines(source, in, !text.empty() && text.back() == '\n');
 }
 
 std::string format_csv_table(const CsvTable& table) {

@@ -1,9 +1,12 @@
 // Reads the machine's facts for the JSON sidecar.
 #include "harness/provenance.h"
 
+#include <fcntl.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -89,9 +92,35 @@ std::string meta_path_for(const std::string& csv_path) {
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::trunc);
-  out << j.dump(2) << "\n";
-  if (!out) throw std::runtime_error("cannot write " + path);
+  // Written to a temporary file, fsynced and renamed over PATH: every step is checked after the data
+  // left the buffers, so a full disk is an error and PATH is either its old self or the whole new file,
+  // never empty or cut short.
+  const std::string text = j.dump(2) + "\n";
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  auto fail = [&](const char* what, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": " + what + ": " + std::strerror(err));
+  };
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail("write", w < 0 ? errno : EIO);
+    done += size_t(w);
+  }
+  if (::fsync(fd) != 0) fail("fsync", errno);
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": close: " + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot write " + path + ": rename: " + std::strerror(err));
+  }
 }
 
 }  // namespace snap

@@ -3,9 +3,12 @@
 #include "harness/run.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -98,6 +101,19 @@ void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   if (!out) throw std::runtime_error("cannot write the image to " + path);
 }
 
+// --image is written after the snapshot: check now that it can be, so a typo fails in a moment with
+// exit 2 instead of after the whole run.
+void check_image_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw UsageError("--image: '" + path + "' is a directory");
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  if (!fs::is_directory(parent, ec))
+    throw UsageError("--image: cannot write '" + path + "': directory '" + parent.string() + "' does not exist");
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw UsageError("--image: cannot write '" + path + "' in '" + parent.string() + "': " + std::strerror(errno));
+}
+
 double us(uint64_t ns) { return double(ns) / 1000.0; }
 
 // Checks a --set unit and its values against the unit's declared parameters.
@@ -172,6 +188,7 @@ Resolved resolve(const RunSpec& spec) {
   check_spec_fields(spec);  // the bounds of every flag, for specs built in code too
   res.rate_target_pages_s = parse_rate_pages(spec.rate, "--rate");
   res.bandwidth_bytes_s = parse_bandwidth(spec.bandwidth, "--bandwidth");
+  if (!spec.image_path.empty()) check_image_path(spec.image_path);
   res.region_bytes = (spec.mem_bytes + kPageSize - 1) / kPageSize * kPageSize;
   return r;
 }
@@ -283,10 +300,13 @@ RunResult run_once(const RunSpec& spec) {
     res.write_before_p99_us = us(before.latency.percentile(0.99));
 
     if (!failure.empty()) {
+      // No finished image, so nothing was verified (verified=off, not fail: a verify failure is a
+      // wrong image); image_bytes is what the sink took before the failure.
       res.status = RunStatus::kFailed;
       res.reason = failure;
-      res.verified = spec.verify && want_image ? "fail" : "off";
-      res.verify_detail = spec.verify && want_image ? "snapshot failed" : "";
+      res.verified = "off";
+      res.verify_detail = spec.verify && want_image ? "snapshot failed: no image to verify" : "";
+      res.image.image_bytes = sink->bytes_written();
       return res;
     }
 

@@ -5,6 +5,7 @@
 #include <linux/futex.h>
 #include <numa.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -159,6 +160,10 @@ struct ThreadWorkload::Impl {
   alignas(64) std::atomic<uint32_t> parked{0};
   std::atomic<uint32_t> started{0};  // writers that finished their set-up
   std::atomic<bool> bind_failed{false};
+  // The CPUs of opts.numa_node, read once by the constructing thread: libnuma's node-to-CPU cache is
+  // not thread-safe (writers calling numa_run_on_node at once raced inside it, found by TSan), so the
+  // writers bind with sched_setaffinity and never call into libnuma.
+  cpu_set_t node_cpus;
 
   std::mutex control_mutex;  // serialises the controlling calls (never taken by writers)
   bool stopped = false;
@@ -373,7 +378,7 @@ void ThreadWorkload::Impl::run_writer(Writer& w) {
   const std::string name = "snap-writer-" + std::to_string(w.id);
   pthread_setname_np(pthread_self(), name.c_str());
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // paced sleeps end on time, not 50 µs late
-  if (opts.numa_node >= 0 && numa_run_on_node(opts.numa_node) != 0) bind_failed.store(true);
+  if (opts.numa_node >= 0 && sched_setaffinity(0, sizeof node_cpus, &node_cpus) != 0) bind_failed.store(true);
   started.fetch_add(1);
   futex_wake_all(started);
   WriterLoop(*this, w).run();
@@ -425,6 +430,17 @@ ThreadWorkload::ThreadWorkload(Region& region, const WorkloadOptions& opts) : im
     w->id = i;
     w->pattern = make_pattern(opts.pattern, region.pages(), opts.seed, i, opts.writers);
     impl_->writers.push_back(std::move(w));
+  }
+  if (opts.numa_node >= 0) {
+    CPU_ZERO(&impl_->node_cpus);
+    struct bitmask* cpus = numa_allocate_cpumask();
+    const bool read = numa_node_to_cpus(opts.numa_node, cpus) == 0;
+    for (unsigned c = 0; read && c < cpus->size && c < CPU_SETSIZE; ++c)
+      if (numa_bitmask_isbitset(cpus, c)) CPU_SET(c, &impl_->node_cpus);
+    numa_free_cpumask(cpus);
+    if (!read || CPU_COUNT(&impl_->node_cpus) == 0)
+      throw std::runtime_error("writers could not be bound to NUMA node " + std::to_string(opts.numa_node) +
+                               ": its CPUs are unknown");
   }
   impl_->phase_started_ns = now_ns();
   try {
