@@ -15,6 +15,7 @@
 #include "core/linux_compat.h"
 #include "core/uffd.h"
 #include "harness/csv.h"
+#include "workloads/qemu/qemu_process.h"
 
 namespace snap {
 
@@ -81,6 +82,12 @@ nlohmann::json provenance(const std::vector<std::string>& command_line) {
   j["pagemap_scan"] = pagemap_scan_available(&pm_reason);
   j["created_utc"] = when;
   j["command_line"] = command_line;
+  // The QEMU the qemu workload would run (the --qemu flag's default), or why there is none.
+  qemu::QemuBinary qemu_bin;
+  std::string qemu_why;
+  j["qemu"] = qemu::find_qemu(qemu::kDefaultQemu, qemu_bin, qemu_why)
+                  ? nlohmann::json{{"path", qemu_bin.path}, {"version", qemu_bin.version}}
+                  : nlohmann::json{{"unavailable", qemu_why}};
   return j;
 }
 

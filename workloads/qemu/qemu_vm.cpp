@@ -1,0 +1,96 @@
+// QemuVm: argument list, start-up and shutdown of one QEMU virtual machine (see qemu_vm.h).
+#include "workloads/qemu/qemu_vm.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace snap::qemu {
+
+std::string qemu_unavailable_reason(const std::string& binary, const std::string& accel) {
+  QemuBinary b;
+  std::string why;
+  if (!find_qemu(binary, b, why)) return why + " (Debian package qemu-system-x86)";
+  if (accel == "kvm") {
+    const int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return std::string("/dev/kvm: ") + std::strerror(errno) + " (QEMU needs KVM; TCG only when asked)";
+    close(fd);
+  }
+  return "";
+}
+
+QemuVm::QemuVm(const QemuVmOptions& o) {
+  QemuBinary bin;
+  std::string why;
+  if (!find_qemu(o.binary, bin, why)) throw std::runtime_error(why);
+  char tmpl[] = "/tmp/snapbench-qemu-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error(std::string("mkdtemp for the QMP socket: ") + std::strerror(errno));
+  dir_ = tmpl;
+  const std::string sock = dir_ + "/qmp.sock";
+  std::string accel = o.accel;
+  if (o.accel == "kvm" && o.dirty_ring_size > 0) accel += ",dirty-ring-size=" + std::to_string(o.dirty_ring_size);
+  argv_ = {"-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc", "-accel", accel,
+           "-m", std::to_string((o.mem_bytes + (1 << 20) - 1) >> 20) + "M", "-smp", std::to_string(o.smp),
+           "-qmp", "unix:" + sock + ",server=on,wait=off"};
+  if (!o.kernel.empty()) {
+    argv_.insert(argv_.end(), {"-kernel", o.kernel});
+    if (!o.append.empty()) argv_.insert(argv_.end(), {"-append", o.append});
+  }
+  if (o.start_paused) argv_.push_back("-S");
+  argv_.insert(argv_.end(), o.extra_args.begin(), o.extra_args.end());
+  try {
+    process_ = std::make_unique<QemuProcess>(bin.path, argv_);
+    qmp_ = std::make_unique<QmpClient>(sock, o.startup_timeout_s, [this] { check_alive(); });
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (process_ && !process_->running()) msg = process_->failure_summary();
+    shutdown();
+    throw std::runtime_error("QEMU did not start: " + msg);
+  }
+  argv_.insert(argv_.begin(), bin.path);
+}
+
+QemuVm::~QemuVm() { shutdown(); }
+
+void QemuVm::check_alive() {
+  if (process_ && !process_->running()) throw std::runtime_error(process_->failure_summary());
+}
+
+nlohmann::json QemuVm::execute(const std::string& command, const nlohmann::json& args, double timeout_s,
+                               int pass_fd) {
+  check_alive();
+  try {
+    return qmp_->execute(command, args, timeout_s, pass_fd);
+  } catch (const QmpError& e) {
+    // A closed connection or a timeout usually means QEMU died or hangs: say which. A QEMU that is
+    // exiting closes the socket a moment before it can be reaped.
+    if (process_->wait_exit(1.0)) throw std::runtime_error(process_->failure_summary());
+    throw std::runtime_error(e.what());
+  }
+}
+
+std::string QemuVm::status() { return execute("query-status").value("status", ""); }
+
+void QemuVm::shutdown() {
+  if (process_ && process_->running() && qmp_) {
+    try {
+      qmp_->execute("quit", nlohmann::json::object(), 2.0);
+    } catch (...) {
+      // Not answering: SIGKILL below.
+    }
+    process_->wait_exit(2.0);
+  }
+  qmp_.reset();
+  if (process_) process_->kill_and_reap();
+  if (!dir_.empty()) {
+    unlink((dir_ + "/qmp.sock").c_str());
+    rmdir(dir_.c_str());
+    dir_.clear();
+  }
+}
+
+}  // namespace snap::qemu

@@ -1,0 +1,63 @@
+// One QEMU virtual machine driven over QMP: started with the fewest devices (-nodefaults), a QMP
+// socket in a private temporary directory, and stopped (quit, then SIGKILL) and reaped on every exit.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "workloads/qemu/qemu_process.h"
+#include "workloads/qemu/qmp.h"
+
+namespace snap::qemu {
+
+struct QemuVmOptions {
+  std::string binary = kDefaultQemu;   // a name searched on PATH, or a path
+  uint64_t mem_bytes = 64ull << 20;    // -m (rounded up to MiB)
+  int smp = 1;                         // -smp
+  std::string accel = "kvm";           // kvm | tcg
+  uint32_t dirty_ring_size = 0;        // kvm: KVM dirty ring entries per vCPU (0: dirty bitmap)
+  std::string kernel;                  // a multiboot/PVH ELF for -kernel; empty: firmware only (SeaBIOS idles)
+  std::string append;                  // -append (the kernel command line)
+  bool start_paused = false;           // -S: vCPUs wait for `cont`
+  double startup_timeout_s = 30;       // QMP socket must accept within this
+  std::vector<std::string> extra_args;
+};
+
+// Can this machine run QEMU with the given accelerator? Empty when yes, else the reason.
+std::string qemu_unavailable_reason(const std::string& binary, const std::string& accel);
+
+class QemuVm {
+ public:
+  // Starts QEMU and connects QMP. Throws std::runtime_error saying why (with QEMU's stderr line).
+  explicit QemuVm(const QemuVmOptions& opts);
+  ~QemuVm();
+  QemuVm(const QemuVm&) = delete;
+  QemuVm& operator=(const QemuVm&) = delete;
+
+  // A QMP command; a QEMU that died or stopped answering is reported with its exit and stderr.
+  nlohmann::json execute(const std::string& command, const nlohmann::json& args = nlohmann::json::object(),
+                         double timeout_s = 10.0, int pass_fd = -1);
+  void stop() { execute("stop"); }
+  void cont() { execute("cont"); }
+  // "running", "paused", "postmigrate", ...
+  std::string status();
+  // Ends QEMU: `quit` (bounded), then SIGKILL; reaps it. Idempotent.
+  void shutdown();
+
+  QmpClient& qmp() { return *qmp_; }
+  QemuProcess& process() { return *process_; }
+  const std::vector<std::string>& command_line() const { return argv_; }
+  // Throws runtime_error with QEMU's exit and last stderr line if it is no longer running.
+  void check_alive();
+
+ private:
+  std::string dir_;  // private temporary directory for the QMP socket
+  std::vector<std::string> argv_;
+  std::unique_ptr<QemuProcess> process_;
+  std::unique_ptr<QmpClient> qmp_;
+};
+
+}  // namespace snap::qemu
