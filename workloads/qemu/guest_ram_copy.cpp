@@ -41,6 +41,50 @@ void GuestRamCopy::on_page(size_t block, uint64_t page_index, const uint8_t* dat
   ++saves_[page_index];
 }
 
+void GuestRamCopy::compare_range(uint64_t off, const uint8_t* data, uint64_t len, uint64_t skip_from,
+                                 uint64_t skip_to, RamCompare& r, std::string& first) const {
+  for (uint64_t p = 0; p < len; p += kTargetPageSize) {
+    const uint64_t addr = off + p;
+    if (addr >= skip_from && addr < skip_to) continue;
+    const uint64_t idx = addr / kTargetPageSize;
+    ++r.pages_compared;
+    if (saves_[idx] == 0) ++r.pages_never_saved;
+    if (std::memcmp(data + p, base_ + addr, kTargetPageSize) != 0 && r.pages_differing++ == 0) {
+      size_t b = 0;
+      while (data[p + b] == base_[addr + b]) ++b;
+      first = "page " + std::to_string(idx) + " differs at byte " + std::to_string(b) + " (saved " +
+              std::to_string(saves_[idx]) + " times)";
+    }
+  }
+}
+
+void GuestRamCopy::conclude(RamCompare& r, const std::string& first) const {
+  r.pass = r.pages_differing == 0 && r.pages_never_saved == 0;
+  if (r.pages_differing)
+    r.message = std::to_string(r.pages_differing) + " of " + std::to_string(r.pages_compared) + " pages differ; first: " + first;
+  else if (r.pages_never_saved)
+    r.message = std::to_string(r.pages_never_saved) + " pages never saved";
+  else
+    r.message = std::to_string(r.pages_compared) + " pages identical";
+}
+
+RamCompare GuestRamCopy::compare_with_memory(const uint8_t* ram, uint64_t bytes, uint64_t skip_from,
+                                             uint64_t skip_to) const {
+  RamCompare r;
+  if (!base_) {
+    r.message = "the stream has no RAM block '" + name_ + "'";
+    return r;
+  }
+  if (bytes != bytes_) {
+    r.message = "guest RAM of " + std::to_string(bytes) + " bytes, the stream's block has " + std::to_string(bytes_);
+    return r;
+  }
+  std::string first;
+  compare_range(0, ram, bytes, skip_from, skip_to, r, first);
+  conclude(r, first);
+  return r;
+}
+
 RamCompare GuestRamCopy::compare_with_dump(const std::string& path, uint64_t skip_from, uint64_t skip_to) const {
   RamCompare r;
   if (!base_) {
@@ -53,9 +97,8 @@ RamCompare GuestRamCopy::compare_with_dump(const std::string& path, uint64_t ski
     return r;
   }
   std::vector<uint8_t> buf(1 << 20);
-  uint64_t off = 0;
   std::string first;
-  while (off < bytes_) {
+  for (uint64_t off = 0; off < bytes_;) {
     const size_t want = size_t(std::min<uint64_t>(buf.size(), bytes_ - off));
     size_t got = 0;
     while (got < want) {
@@ -69,31 +112,11 @@ RamCompare GuestRamCopy::compare_with_dump(const std::string& path, uint64_t ski
       r.message = "memory dump " + path + " ends at byte " + std::to_string(off + got) + " of " + std::to_string(bytes_);
       return r;
     }
-    for (size_t p = 0; p < want; p += kTargetPageSize) {
-      const uint64_t addr = off + p;
-      if (addr >= skip_from && addr < skip_to) continue;
-      const uint64_t idx = addr / kTargetPageSize;
-      ++r.pages_compared;
-      if (saves_[idx] == 0) ++r.pages_never_saved;
-      if (std::memcmp(buf.data() + p, base_ + addr, kTargetPageSize) != 0) {
-        if (r.pages_differing++ == 0) {
-          size_t b = 0;
-          while (buf[p + b] == base_[addr + b]) ++b;
-          first = "page " + std::to_string(idx) + " differs at byte " + std::to_string(b) + " (saved " +
-                  std::to_string(saves_[idx]) + " times)";
-        }
-      }
-    }
+    compare_range(off, buf.data(), want, skip_from, skip_to, r, first);
     off += want;
   }
   close(fd);
-  r.pass = r.pages_differing == 0 && r.pages_never_saved == 0;
-  if (r.pages_differing)
-    r.message = std::to_string(r.pages_differing) + " of " + std::to_string(r.pages_compared) + " pages differ; first: " + first;
-  else if (r.pages_never_saved)
-    r.message = std::to_string(r.pages_never_saved) + " pages never saved";
-  else
-    r.message = std::to_string(r.pages_compared) + " pages identical";
+  conclude(r, first);
   return r;
 }
 

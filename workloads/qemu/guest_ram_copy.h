@@ -38,8 +38,16 @@ class GuestRamCopy final : public PageVisitor {
   // (pc.ram starts at guest-physical 0 below 4 GiB). Pages in [skip_from, skip_to) (byte offsets)
   // are left out: the legacy VGA/BIOS window 0xA0000-0xFFFFF reads through device mappings, not RAM.
   RamCompare compare_with_dump(const std::string& path, uint64_t skip_from = 0xA0000, uint64_t skip_to = 0x100000) const;
+  // Compares with the block's memory itself (QemuVm::guest_ram with shared_ram), byte offsets
+  // [skip_from, skip_to) left out.
+  RamCompare compare_with_memory(const uint8_t* ram, uint64_t bytes, uint64_t skip_from = 0, uint64_t skip_to = 0) const;
 
  private:
+  // Compares `len` bytes at block offset `off` with `data`, accumulating into `r`.
+  void compare_range(uint64_t off, const uint8_t* data, uint64_t len, uint64_t skip_from, uint64_t skip_to,
+                     RamCompare& r, std::string& first) const;
+  void conclude(RamCompare& r, const std::string& first) const;
+
   std::string name_;
   int index_ = -1;
   uint8_t* base_ = nullptr;

@@ -109,7 +109,8 @@ bool find_qemu(const std::string& name_or_path, QemuBinary& out, std::string& wh
   return true;
 }
 
-QemuProcess::QemuProcess(const std::string& binary, const std::vector<std::string>& args) {
+QemuProcess::QemuProcess(const std::string& binary, const std::vector<std::string>& args,
+                         const std::vector<int>& pass_fds) {
   stderr_fd_ = memfd_create("qemu-stderr", MFD_CLOEXEC);
   if (stderr_fd_ < 0) throw_errno("memfd_create for QEMU's stderr");
   std::vector<std::string> argv_s;
@@ -141,6 +142,12 @@ QemuProcess::QemuProcess(const std::string& binary, const std::vector<std::strin
       dup2(devnull, 1);
     }
     dup2(stderr_fd_, 2);
+    // Passed descriptors: first out of the way (a source may sit on a target number), then into
+    // place; dup2 leaves the copy without close-on-exec.
+    std::vector<int> high;
+    for (int fd : pass_fds) high.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 100));
+    for (size_t i = 0; i < high.size(); ++i)
+      if (high[i] < 0 || dup2(high[i], int(3 + i)) < 0) _exit(127);
     execv(argv[0], argv.data());
     const std::string msg = "exec " + argv_s[0] + ": " + strerror(errno) + "\n";
     (void)!write(2, msg.data(), msg.size());

@@ -2,6 +2,7 @@
 #include "workloads/qemu/qemu_vm.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,9 +34,31 @@ QemuVm::QemuVm(const QemuVmOptions& o) {
   const std::string sock = dir_ + "/qmp.sock";
   std::string accel = o.accel;
   if (o.accel == "kvm" && o.dirty_ring_size > 0) accel += ",dirty-ring-size=" + std::to_string(o.dirty_ring_size);
-  argv_ = {"-nodefaults", "-no-user-config", "-display", "none", "-machine", "pc", "-accel", accel,
-           "-m", std::to_string((o.mem_bytes + (1 << 20) - 1) >> 20) + "M", "-smp", std::to_string(o.smp),
-           "-qmp", "unix:" + sock + ",server=on,wait=off"};
+  const std::string mib = std::to_string((o.mem_bytes + (1 << 20) - 1) >> 20) + "M";
+  std::string machine = "pc";
+  std::vector<int> pass_fds;
+  if (o.shared_ram) {
+    ram_bytes_ = (o.mem_bytes + (1 << 20) - 1) >> 20 << 20;
+    ram_fd_ = memfd_create("snapbench-guest-ram", MFD_CLOEXEC);
+    if (ram_fd_ < 0 || ftruncate(ram_fd_, off_t(ram_bytes_)) != 0) {
+      shutdown();
+      throw std::runtime_error(std::string("memfd for the guest RAM: ") + std::strerror(errno));
+    }
+    void* p = mmap(nullptr, ram_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd_, 0);
+    if (p == MAP_FAILED) {
+      shutdown();
+      throw std::runtime_error(std::string("mmap of the guest RAM: ") + std::strerror(errno));
+    }
+    ram_ = static_cast<uint8_t*>(p);
+    pass_fds.push_back(ram_fd_);
+    machine += std::string(",memory-backend=") + kSharedRamBlock;
+  }
+  if (o.low_ram_bytes) machine += ",max-ram-below-4g=" + std::to_string(o.low_ram_bytes);
+  argv_ = {"-nodefaults", "-no-user-config", "-display", "none", "-machine", machine, "-accel", accel,
+           "-m", mib, "-smp", std::to_string(o.smp), "-qmp", "unix:" + sock + ",server=on,wait=off"};
+  if (o.shared_ram)
+    argv_.insert(argv_.end(), {"-object", std::string("memory-backend-file,id=") + kSharedRamBlock + ",size=" + mib +
+                                              ",mem-path=/proc/self/fd/3,share=on"});
   if (!o.kernel.empty()) {
     argv_.insert(argv_.end(), {"-kernel", o.kernel});
     if (!o.append.empty()) argv_.insert(argv_.end(), {"-append", o.append});
@@ -43,7 +66,7 @@ QemuVm::QemuVm(const QemuVmOptions& o) {
   if (o.start_paused) argv_.push_back("-S");
   argv_.insert(argv_.end(), o.extra_args.begin(), o.extra_args.end());
   try {
-    process_ = std::make_unique<QemuProcess>(bin.path, argv_);
+    process_ = std::make_unique<QemuProcess>(bin.path, argv_, pass_fds);
     qmp_ = std::make_unique<QmpClient>(sock, o.startup_timeout_s, [this] { check_alive(); });
   } catch (const std::exception& e) {
     std::string msg = e.what();
@@ -86,6 +109,10 @@ void QemuVm::shutdown() {
   }
   qmp_.reset();
   if (process_) process_->kill_and_reap();
+  if (ram_) munmap(ram_, ram_bytes_);
+  ram_ = nullptr;
+  if (ram_fd_ >= 0) close(ram_fd_);
+  ram_fd_ = -1;
   if (!dir_.empty()) {
     unlink((dir_ + "/qmp.sock").c_str());
     rmdir(dir_.c_str());

@@ -22,9 +22,18 @@ struct QemuVmOptions {
   std::string kernel;                  // a multiboot/PVH ELF for -kernel; empty: firmware only (SeaBIOS idles)
   std::string append;                  // -append (the kernel command line)
   bool start_paused = false;           // -S: vCPUs wait for `cont`
+  // Guest RAM in a memfd shared with snapbench (memory-backend-file on /proc/self/fd/3, share=on):
+  // snapbench reads and writes it directly (control page, statistics, verification) while QEMU's
+  // migration reads it the usual way. Its RAM block is then named kSharedRamBlock.
+  bool shared_ram = false;
+  // RAM below 4 GiB (max-ram-below-4g); the rest is mapped from guest-physical 4 GiB up. 0: QEMU's default.
+  uint64_t low_ram_bytes = 0;
   double startup_timeout_s = 30;       // QMP socket must accept within this
   std::vector<std::string> extra_args;
 };
+
+// The RAM block (and memory backend id) of guest RAM with QemuVmOptions::shared_ram.
+constexpr const char* kSharedRamBlock = "snapbench-ram";
 
 // Can this machine run QEMU with the given accelerator? Empty when yes, else the reason.
 std::string qemu_unavailable_reason(const std::string& binary, const std::string& accel);
@@ -48,6 +57,9 @@ class QemuVm {
   void shutdown();
 
   QmpClient& qmp() { return *qmp_; }
+  // Guest RAM as QEMU's RAM block sees it (offset 0 = guest-physical 0); null without shared_ram.
+  uint8_t* guest_ram() const { return ram_; }
+  uint64_t guest_ram_bytes() const { return ram_bytes_; }
   QemuProcess& process() { return *process_; }
   const std::vector<std::string>& command_line() const { return argv_; }
   // Throws runtime_error with QEMU's exit and last stderr line if it is no longer running.
@@ -58,6 +70,9 @@ class QemuVm {
   std::vector<std::string> argv_;
   std::unique_ptr<QemuProcess> process_;
   std::unique_ptr<QmpClient> qmp_;
+  int ram_fd_ = -1;
+  uint8_t* ram_ = nullptr;
+  uint64_t ram_bytes_ = 0;
 };
 
 }  // namespace snap::qemu
