@@ -3,6 +3,7 @@
 
 #include <numa.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <random>
@@ -20,7 +21,27 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Whether page `index` is populated at set-up, and its content then (deterministic in the seed).
+bool page_populated(const RegionOptions& opts, size_t index) {
+  const uint64_t threshold = uint64_t(opts.populate * double(UINT64_MAX));
+  return opts.populate >= 1.0 || (opts.populate > 0.0 && splitmix64(opts.seed * 0x100000001b3ull + index) < threshold);
+}
+void fill_page(const RegionOptions& opts, size_t index, void* out) {
+  uint64_t* w = static_cast<uint64_t*>(out);
+  const uint64_t x = splitmix64(opts.seed ^ (index * 0x9e3779b97f4a7c15ull));
+  for (size_t k = 0; k < kPageSize / 8; ++k) w[k] = (x + k * 0x2545f4914f6cdd1dull) | 1;  // never zero
+}
+
 }  // namespace
+
+bool region_initial_page(const RegionOptions& opts, size_t index, void* out) {
+  if (!page_populated(opts, index)) {
+    std::memset(out, 0, kPageSize);
+    return false;
+  }
+  fill_page(opts, index, out);
+  return true;
+}
 
 bool page_is_zero(const void* p) {
   const uint64_t* w = static_cast<const uint64_t*>(p);
@@ -44,27 +65,38 @@ Region::Region(const RegionOptions& opts) : opts_(opts) {
       throw UsageError("--numa-node: node " + std::to_string(opts.numa_node) +
                        " does not exist (max node " + std::to_string(numa_max_node()) + ")");
   }
-  void* p = mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) throw_errno("mmap of the region (" + format_bytes(double(bytes())) + ")");
+  void* p;
+  if (opts.shared) {
+    fd_ = memfd_create("snapbench-region", MFD_CLOEXEC);
+    if (fd_ < 0 || ftruncate(fd_, off_t(bytes())) != 0) {
+      if (fd_ >= 0) close(fd_);
+      throw_errno("memfd for the shared region (" + format_bytes(double(bytes())) + ")");
+    }
+    p = mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  } else {
+    p = mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  }
+  if (p == MAP_FAILED) {
+    if (fd_ >= 0) close(fd_);
+    throw_errno("mmap of the region (" + format_bytes(double(bytes())) + ")");
+  }
   base_ = static_cast<uint8_t*>(p);
   // Explicit advice either way, so the system THP default ("always") does not decide for us.
   madvise(base_, bytes(), opts.thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   if (opts.numa_node >= 0) numa_tonode_memory(base_, bytes(), opts.numa_node);
 
-  // Choose populated pages deterministically from the seed; fill each with non-zero words.
-  const uint64_t threshold = uint64_t(opts.populate * double(UINT64_MAX));
+  // Choose populated pages deterministically from the seed; fill each with non-zero words. A page
+  // left out is never touched: it stays unpopulated.
   for (size_t i = 0; i < pages_; ++i) {
-    bool fill = opts.populate >= 1.0 || (opts.populate > 0.0 && splitmix64(opts.seed * 0x100000001b3ull + i) < threshold);
-    if (!fill) continue;
-    uint64_t* w = reinterpret_cast<uint64_t*>(page(i));
-    uint64_t x = splitmix64(opts.seed ^ (i * 0x9e3779b97f4a7c15ull));
-    for (size_t k = 0; k < kPageSize / 8; ++k) w[k] = (x + k * 0x2545f4914f6cdd1dull) | 1;  // never zero
+    if (!page_populated(opts, i)) continue;
+    fill_page(opts, i, page(i));
     ++populated_;
   }
 }
 
 Region::~Region() {
   if (base_) munmap(base_, bytes());
+  if (fd_ >= 0) close(fd_);
 }
 
 size_t Region::count_nonzero_pages() const {

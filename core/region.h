@@ -14,7 +14,14 @@ struct RegionOptions {
   bool thp = false;               // madvise(MADV_HUGEPAGE) if true, MADV_NOHUGEPAGE if false
   int numa_node = -1;             // -1: no binding
   uint64_t seed = 1;              // decides which pages are populated and their content
+  // A memfd mapped MAP_SHARED instead of anonymous memory, so another process (QEMU) can map the
+  // same pages (Region::fd()).
+  bool shared = false;
 };
+
+// The content page `index` of a region built with `opts` has before any write: fills `out` (4 KiB)
+// and returns true for a populated page; returns false (out all zero) for a never-touched one.
+bool region_initial_page(const RegionOptions& opts, size_t index, void* out);
 
 class Region {
  public:
@@ -32,12 +39,15 @@ class Region {
   size_t populated_pages() const { return populated_; }
   // Pages whose content is non-zero right now (scans the region; for reports, not hot paths).
   size_t count_nonzero_pages() const;
+  // The memfd behind a shared region (-1 otherwise); it stays owned by the Region.
+  int fd() const { return fd_; }
 
  private:
   RegionOptions opts_;
   uint8_t* base_ = nullptr;
   size_t pages_ = 0;
   size_t populated_ = 0;
+  int fd_ = -1;
 };
 
 // True when the 4 KiB page at p is all zero bytes.

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "core/region.h"
 #include "core/sink.h"
 #include "workloads/qemu/guest_ram_copy.h"
 #include "workloads/qemu/migration_stream.h"
@@ -295,6 +296,38 @@ TEST(QemuMigration, SharedGuestRamIsSeenByTheGuestAndVerifiesDirectly) {
     EXPECT_EQ(c.pages_compared, (32ull << 20) / kTargetPageSize);
     EXPECT_EQ(std::memcmp(ram.page((o.low_ram_bytes >> 12) + 5), high + 5 * kTargetPageSize, kTargetPageSize), 0);
   }
+}
+
+// snapbench's own (shared) Region as the guest's data area: plugged at guest-physical 4 GiB, and a
+// background snapshot of it parses into exactly the region's pages.
+TEST(QemuMigration, SharedRegionIsTheGuestsDataAreaAtFourGiB) {
+  SKIP_WITHOUT_QEMU();
+  snap::RegionOptions ro;
+  ro.bytes = 32ull << 20;
+  ro.populate = 0.5;
+  ro.shared = true;
+  snap::Region region(ro);
+  QemuVmOptions o = idle_vm();
+  o.data_fd = region.fd();
+  o.data_bytes = region.bytes();
+  QemuVm vm(o);
+  uint64_t marker = 0x1122334455667788ull;
+  std::memcpy(region.page(3) + 8, &marker, sizeof marker);
+  const std::string seen = vm.execute("human-monitor-command", {{"command-line", "xp /2wx 0x100003008"}});
+  EXPECT_NE(seen.find("0x55667788 0x11223344"), std::string::npos) << seen;
+  GuestRamCopy ram(kDataRamBlock);
+  MigrationStreamParser parser(&ram);
+  auto sink = snap::make_sink({"null", false, 0, 0});
+  migrate_idle(vm, *sink, parser, true);
+  ASSERT_TRUE(ram.found());
+  const int b = parser.block_index(kDataRamBlock);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(parser.blocks()[size_t(b)].unique_pages, region.pages());
+  EXPECT_EQ(parser.blocks()[size_t(b)].duplicate_pages(), 0u);
+  // The unpopulated half went as zero pages.
+  EXPECT_EQ(parser.blocks()[size_t(b)].zero_pages, region.pages() - region.populated_pages());
+  RamCompare c = ram.compare_with_memory(region.base(), region.bytes());
+  EXPECT_TRUE(c.pass) << c.message;
 }
 
 // A migration slow enough to interfere with: 64 KiB/s for ~0.6 MB of RAM records.

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "core/region.h"
 #include "workloads/qemu/migration_stream.h"
+#include "workloads/qemu/stamp_check.h"
+#include "workloads/workload.h"
 
 namespace {
 
@@ -248,6 +251,61 @@ TEST(QemuStream, StreamWithoutDescriptionIsRejected) {
   p.feed(s.b.data(), s.b.size());
   EXPECT_EQ(p.pages_saved(), 2u);
   EXPECT_THROW(p.finish(), StreamError);
+}
+
+TEST(QemuStamps, SetUpContentAndOwnStampsPassOthersFail) {
+  snap::RegionOptions opts;
+  opts.populate = 0.5;
+  opts.seed = 7;
+  std::vector<uint8_t> initial(snap::kPageSize), page(snap::kPageSize);
+  for (uint64_t index : {0, 1, 2, 3}) {  // populated and never-touched pages alike
+    snap::region_initial_page(opts, index, initial.data());
+    page = initial;
+    EXPECT_EQ(snap::qemu::check_page_stamps(page.data(), index, initial.data()), "");
+    for (uint64_t seq : {uint64_t(256), uint64_t(257 + 256 * 300), uint64_t(1) << 40}) {
+      std::memcpy(page.data() + snap::stamp_offset(seq), &seq, 8);
+      std::memcpy(page.data() + snap::stamp_offset(seq) + 8, &index, 8);
+    }
+    EXPECT_EQ(snap::qemu::check_page_stamps(page.data(), index, initial.data()), "");
+    // Another page's stamp: a misplaced page.
+    auto misplaced = page;
+    const uint64_t seq = 999, other = index + 1;
+    std::memcpy(misplaced.data() + snap::stamp_offset(seq), &seq, 8);
+    std::memcpy(misplaced.data() + snap::stamp_offset(seq) + 8, &other, 8);
+    EXPECT_NE(snap::qemu::check_page_stamps(misplaced.data(), index, initial.data()).find("nor a stamp of this page"),
+              std::string::npos);
+    // A stamp in a slot its sequence number does not select: torn or shifted content.
+    auto shifted = page;
+    const uint64_t seq2 = 1000;
+    std::memcpy(shifted.data() + snap::stamp_offset(seq2 + 1), &seq2, 8);
+    std::memcpy(shifted.data() + snap::stamp_offset(seq2 + 1) + 8, &index, 8);
+    EXPECT_NE(snap::qemu::check_page_stamps(shifted.data(), index, initial.data()), "");
+    // One flipped byte of set-up content.
+    auto flipped = page;
+    flipped[4095] ^= 1;
+    EXPECT_NE(snap::qemu::check_page_stamps(flipped.data(), index, initial.data()), "");
+  }
+}
+
+TEST(QemuStamps, InitialPageMatchesWhatTheRegionBuilds) {
+  for (bool shared : {false, true}) {
+    snap::RegionOptions opts;
+    opts.bytes = 64 * snap::kPageSize;
+    opts.populate = 0.5;
+    opts.seed = 3;
+    opts.shared = shared;
+    snap::Region region(opts);
+    EXPECT_EQ(region.fd() >= 0, shared);
+    std::vector<uint8_t> initial(snap::kPageSize);
+    size_t populated = 0;
+    for (size_t i = 0; i < region.pages(); ++i) {
+      populated += snap::region_initial_page(opts, i, initial.data());
+      EXPECT_EQ(std::memcmp(initial.data(), region.page(i), snap::kPageSize), 0) << "page " << i;
+    }
+    EXPECT_EQ(populated, region.populated_pages());
+    EXPECT_GT(populated, 0u);
+    EXPECT_LT(populated, region.pages());
+  }
 }
 
 }  // namespace

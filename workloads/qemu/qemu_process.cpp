@@ -144,10 +144,11 @@ QemuProcess::QemuProcess(const std::string& binary, const std::vector<std::strin
     dup2(stderr_fd_, 2);
     // Passed descriptors: first out of the way (a source may sit on a target number), then into
     // place; dup2 leaves the copy without close-on-exec.
+    // A negative entry leaves its number unused.
     std::vector<int> high;
-    for (int fd : pass_fds) high.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 100));
+    for (int fd : pass_fds) high.push_back(fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 100));
     for (size_t i = 0; i < high.size(); ++i)
-      if (high[i] < 0 || dup2(high[i], int(3 + i)) < 0) _exit(127);
+      if (pass_fds[i] >= 0 && (high[i] < 0 || dup2(high[i], int(3 + i)) < 0)) _exit(127);
     execv(argv[0], argv.data());
     const std::string msg = "exec " + argv_s[0] + ": " + strerror(errno) + "\n";
     (void)!write(2, msg.data(), msg.size());

@@ -27,7 +27,8 @@ class QemuProcess {
   // last line can be reported; stdin and stdout are /dev/null. The child gets PR_SET_PDEATHSIG
   // (SIGKILL): if snapbench is killed or exits at once (a second Ctrl-C), the kernel kills QEMU too.
   // The death signal is tied to the calling thread: start QEMU from a thread that outlives it.
-  // `pass_fds[i]` becomes descriptor 3 + i in QEMU (e.g. guest RAM as mem-path=/proc/self/fd/3).
+  // `pass_fds[i]` becomes descriptor 3 + i in QEMU (e.g. guest RAM as mem-path=/proc/self/fd/3); a
+  // negative entry leaves that number unused.
   QemuProcess(const std::string& binary, const std::vector<std::string>& args, const std::vector<int>& pass_fds = {});
   ~QemuProcess();  // kills (SIGKILL) and reaps when still running
   QemuProcess(const QemuProcess&) = delete;

@@ -54,8 +54,22 @@ QemuVm::QemuVm(const QemuVmOptions& o) {
     machine += std::string(",memory-backend=") + kSharedRamBlock;
   }
   if (o.low_ram_bytes) machine += ",max-ram-below-4g=" + std::to_string(o.low_ram_bytes);
+  std::string memory = mib;
+  if (o.data_fd >= 0) {
+    if (o.data_bytes % (2 << 20)) {
+      shutdown();
+      throw std::runtime_error("the qemu data area must be a multiple of 2 MiB (got " + std::to_string(o.data_bytes) + " bytes)");
+    }
+    memory += ",slots=1,maxmem=" + std::to_string(((o.mem_bytes + (1 << 20) - 1) >> 20) + (o.data_bytes >> 20)) + "M";
+    pass_fds.resize(1, -1);  // fd 3 stays the shared low RAM (or nothing)
+    pass_fds.push_back(o.data_fd);
+  }
   argv_ = {"-nodefaults", "-no-user-config", "-display", "none", "-machine", machine, "-accel", accel,
-           "-m", mib, "-smp", std::to_string(o.smp), "-qmp", "unix:" + sock + ",server=on,wait=off"};
+           "-m", memory, "-smp", std::to_string(o.smp), "-qmp", "unix:" + sock + ",server=on,wait=off"};
+  if (o.data_fd >= 0)
+    argv_.insert(argv_.end(), {"-object", std::string("memory-backend-file,id=") + kDataRamBlock + ",size=" +
+                                              std::to_string(o.data_bytes >> 20) + "M,mem-path=/proc/self/fd/4,share=on",
+                               "-device", std::string("pc-dimm,id=snapbench-dimm,memdev=") + kDataRamBlock});
   if (o.shared_ram)
     argv_.insert(argv_.end(), {"-object", std::string("memory-backend-file,id=") + kSharedRamBlock + ",size=" + mib +
                                               ",mem-path=/proc/self/fd/3,share=on"});
@@ -68,6 +82,11 @@ QemuVm::QemuVm(const QemuVmOptions& o) {
   try {
     process_ = std::make_unique<QemuProcess>(bin.path, argv_, pass_fds);
     qmp_ = std::make_unique<QmpClient>(sock, o.startup_timeout_s, [this] { check_alive(); });
+    if (o.data_fd >= 0) {
+      // The guest program expects its data at 4 GiB: refuse a machine that put the DIMM elsewhere.
+      const auto addr = qmp_->execute("qom-get", {{"path", "/machine/peripheral/snapbench-dimm"}, {"property", "addr"}});
+      if (addr != kDataGpa) throw std::runtime_error("QEMU placed the data DIMM at " + addr.dump() + ", not 4 GiB");
+    }
   } catch (const std::exception& e) {
     std::string msg = e.what();
     if (process_ && !process_->running()) msg = process_->failure_summary();

@@ -28,12 +28,21 @@ struct QemuVmOptions {
   bool shared_ram = false;
   // RAM below 4 GiB (max-ram-below-4g); the rest is mapped from guest-physical 4 GiB up. 0: QEMU's default.
   uint64_t low_ram_bytes = 0;
+  // A data area from snapbench's own memory (a shared Region's memfd), plugged as a pc-dimm whose
+  // backend maps that memfd: guest-physical 4 GiB when mem_bytes stays below 3.5 GiB (checked).
+  // Its RAM block is kDataRamBlock. -1: none.
+  int data_fd = -1;
+  uint64_t data_bytes = 0;
   double startup_timeout_s = 30;       // QMP socket must accept within this
   std::vector<std::string> extra_args;
 };
 
 // The RAM block (and memory backend id) of guest RAM with QemuVmOptions::shared_ram.
 constexpr const char* kSharedRamBlock = "snapbench-ram";
+
+// The RAM block of QemuVmOptions::data_fd, and its guest-physical address.
+constexpr const char* kDataRamBlock = "snapbench-data";
+constexpr uint64_t kDataGpa = 1ull << 32;
 
 // Can this machine run QEMU with the given accelerator? Empty when yes, else the reason.
 std::string qemu_unavailable_reason(const std::string& binary, const std::string& accel);
