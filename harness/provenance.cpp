@@ -82,7 +82,7 @@ nlohmann::json provenance(const std::vector<std::string>& command_line) {
   j["pagemap_scan"] = pagemap_scan_available(&pm_reason);
   j["created_utc"] = when;
   j["command_line"] = command_line;
-  // The QEMU the qemu workload would run (the --qemu flag's default), or why there is none.
+  // The default QEMU (qemu-system-x86_64 on PATH) and its version, or why there is none.
   qemu::QemuBinary qemu_bin;
   std::string qemu_why;
   j["qemu"] = qemu::find_qemu(qemu::kDefaultQemu, qemu_bin, qemu_why)
