@@ -29,7 +29,7 @@ void add_compare_command(CLI::App& app, int& rc) {
   auto* cmd = app.add_subcommand(
       "compare",
       "check a result CSV against a baseline: medians per case and metric within tolerances, invariants "
-      "(verified=pass, no duplicates for uffd-wp/fork-cow, ok stays ok) and missing cases; exit 1 on a regression");
+      "(verified=pass, no duplicates for strategies that never re-save a page, ok stays ok) and missing cases; exit 1 on a regression");
   struct Opts {
     std::string baseline, current;
     std::vector<std::string> tolerances, floors;

@@ -11,6 +11,8 @@
 
 #include "core/error.h"
 #include "harness/spec_fields.h"
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
 
 namespace snap {
 
@@ -28,8 +30,8 @@ std::string u64(uint64_t v) { return std::to_string(v); }
 const std::vector<CsvColumn>& csv_columns() {
   static const std::vector<CsvColumn> cols = {
       {"schema_version", "version of this column set", [](const RunResult&) { return std::to_string(kSchemaVersion); }},
-      {"strategy", "strategy registry key (none, stop-copy, precopy, uffd-wp, fork-cow)", [](const RunResult& r) { return r.spec.strategy; }},
-      {"tracker", "precopy's dirty tracker (uffd-async, mprotect, soft-dirty); empty for the others", [](const RunResult& r) { return r.tracker; }},
+      {"strategy", "strategy registry key (" + strategy_registry().names() + ")", [](const RunResult& r) { return r.spec.strategy; }},
+      {"tracker", "precopy's dirty tracker (" + tracker_registry().names() + "); empty for the others", [](const RunResult& r) { return r.tracker; }},
       {"workload", "what wrote the region, a workload registry key (a CSV without this column: threads)", [](const RunResult& r) { return r.spec.workload; }},
       {"pattern", "writers' access pattern as given to --pattern", [](const RunResult& r) { return r.spec.pattern; }},
       {"writers", "number of writer threads", [](const RunResult& r) { return std::to_string(r.spec.writers); }},

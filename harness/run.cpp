@@ -213,10 +213,10 @@ RunResult run_once(const RunSpec& spec) {
   const ParamValues& strategy_params = resolved.strategy_params;
   const ParamValues& tracker_params = resolved.tracker_params;
   const uint64_t pages = res.region_bytes / kPageSize;
-  // An upper bound of the stream for in-memory sinks: precopy re-saves pages, up to once per pass
-  // (max_passes defaults to 30), so reserve 64 region-sized images. The mapping is MAP_NORESERVE:
-  // only the bytes actually written cost memory.
-  const uint64_t capacity = 4096 + pages * (kPageSize + 16) * 64 + 4096;
+  // An upper bound of the stream for in-memory sinks, from the strategy's own bound on its records
+  // (a header and a trailer around them). The mapping is MAP_NORESERVE: only the bytes actually
+  // written cost memory.
+  const uint64_t capacity = 4096 + strategy->max_records(pages, strategy_params) * (kPageSize + 16) + 4096;
   SinkOptions sink_opts{spec.sink, spec.fsync, res.bandwidth_bytes_s, capacity};
   std::unique_ptr<Sink> sink = make_sink(sink_opts);  // UsageError on a bad spec or missing directory
 

@@ -314,7 +314,7 @@ class ForkCowStrategy final : public Strategy {
     // All the child needs exists before the pause, so the pause holds only fork() itself.
     SharedReportPage report_page;
     ChildReport* report = report_page.get();
-    ImageWriter writer(ctx.sink, {kPageSize, region.pages(), ConsistencyPoint::kStart, name()});
+    ImageWriter writer(ctx.sink, image_header(region.pages()));
     Pipe ready = make_pipe("the child's ready signal");
     Pipe release = make_pipe("the child's release");
     const pid_t parent = getpid();

@@ -115,6 +115,10 @@ class PrecopyStrategy final : public Strategy {
     };
   }
   bool uses_tracker() const override { return true; }
+  // Pass 1 saves every page, each later pass at most every page again.
+  uint64_t max_records(uint64_t pages, const ParamValues& params) const override {
+    return pages * uint64_t(params.get_int("max_passes"));
+  }
   ConsistencyPoint consistency() const override { return ConsistencyPoint::kEnd; }
 
   void snapshot(SnapshotContext& ctx) override {
@@ -125,7 +129,7 @@ class PrecopyStrategy final : public Strategy {
     const uint64_t max_passes = uint64_t(ctx.params.get_int("max_passes"));
 
     Region& region = ctx.region;
-    ImageWriter writer(ctx.sink, {kPageSize, region.pages(), ConsistencyPoint::kEnd, name()});
+    ImageWriter writer(ctx.sink, image_header(region.pages()));
     Session session(*tracker, ctx.control);
 
     const uint64_t arm_start = now_ns();

@@ -19,11 +19,11 @@ std::unique_ptr<DirtyTracker> make_soft_dirty_tracker();
 const Registry<StrategyEntry>& strategy_registry() {
   static const Registry<StrategyEntry> registry("--strategy", "strategy",
                                                 {
-                                                    {"none", make_none_strategy, {}},
-                                                    {"stop-copy", make_stop_copy_strategy, {}},
-                                                    {"precopy", make_precopy_strategy, {}},
-                                                    {"uffd-wp", make_uffd_wp_strategy, {}},
-                                                    {"fork-cow", make_fork_cow_strategy, {}},
+                                                    {"none", make_none_strategy, {}, false},
+                                                    {"stop-copy", make_stop_copy_strategy, {}, false},
+                                                    {"precopy", make_precopy_strategy, {}, true},
+                                                    {"uffd-wp", make_uffd_wp_strategy, {}, false},
+                                                    {"fork-cow", make_fork_cow_strategy, {}, false},
                                                 });
   return registry;
 }

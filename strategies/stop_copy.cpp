@@ -17,7 +17,7 @@ class StopCopyStrategy final : public Strategy {
 
   void snapshot(SnapshotContext& ctx) override {
     Region& region = ctx.region;
-    ImageWriter writer(ctx.sink, {kPageSize, region.pages(), ConsistencyPoint::kStart, name()});
+    ImageWriter writer(ctx.sink, image_header(region.pages()));
     const size_t chunk = size_t(ctx.params.get_int("chunk_pages"));
     ctx.control.pause();
     // Resume on every exit path, including a throwing sink.

@@ -56,6 +56,20 @@ class Strategy {
   virtual ConsistencyPoint consistency() const = 0;
   // False only for `none`, which saves nothing (its verify is always off).
   virtual bool produces_image() const { return true; }
+  // The most page records its image can hold for a region of `pages` with these parameter values:
+  // the harness sizes an in-memory sink (or the verify tee) from it. One per page unless it re-saves.
+  virtual uint64_t max_records(uint64_t pages, const ParamValues& params) const {
+    (void)params;
+    return produces_image() ? pages : 0;
+  }
+  // The header of this strategy's image (its name and consistency point, said once, here).
+  ImageHeader image_header(uint64_t region_pages) const {
+    ImageHeader h;
+    h.region_pages = region_pages;
+    h.consistency = consistency();
+    h.strategy = name();
+    return h;
+  }
   // Takes one snapshot into ctx.sink through an ImageWriter. Must call ctx.control.consistency_point()
   // exactly once while the writers are paused. On every exit path (including a throwing sink) it
   // leaves no page protected, no handler installed, no writer paused and no child unreaped.
@@ -66,6 +80,9 @@ struct StrategyEntry {
   std::string name;
   std::function<std::unique_ptr<Strategy>()> make;
   std::vector<std::string> workloads;  // the workloads it can snapshot (empty: every workload)
+  // True when its image may hold a page more than once (precopy re-saves written pages); false
+  // makes any duplicate record a bug that `compare` reports as BROKEN.
+  bool may_save_duplicates;
 };
 // The registry: one line per strategy, in strategies/registry.cpp.
 const Registry<StrategyEntry>& strategy_registry();

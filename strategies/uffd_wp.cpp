@@ -194,11 +194,7 @@ class UffdWpStrategy : public Strategy {
     ctx.control.consistency_point();
     pause.resume();
 
-    ImageHeader header;
-    header.region_pages = pages;
-    header.consistency = ConsistencyPoint::kStart;
-    header.strategy = name();
-    ImageWriter writer(ctx.sink, header);
+    ImageWriter writer(ctx.sink, image_header(pages));
     if (staging_mode == Staging::kImage) {
       writer.reserve(chunk_pages);  // sizes the writer's buffer for a whole chunk now, not mid-snapshot
       ctx.metrics.extra_rss_bytes += writer.buffer_bytes();

@@ -220,6 +220,17 @@ TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
   for (size_t p = 0; p < region.pages(); ++p) ASSERT_EQ(region.page(p)[100], uint8_t(p | 1));
 }
 
+// The harness sizes an in-memory sink from the strategy's bound on its records: precopy's grows
+// with max_passes (it re-saves pages), the others' is one record per page.
+TEST(PrecopyBound, MaxRecordsFollowMaxPasses) {
+  auto precopy = make_strategy("precopy");
+  EXPECT_EQ(precopy->max_records(100, ParamValues("precopy", precopy->params(), {{"max_passes", "7"}})), 700u);
+  auto stop_copy = make_strategy("stop-copy");
+  EXPECT_EQ(stop_copy->max_records(100, ParamValues("stop-copy", stop_copy->params(), {})), 100u);
+  auto none = make_strategy("none");
+  EXPECT_EQ(none->max_records(100, ParamValues("none", none->params(), {})), 0u);
+}
+
 TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
   if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
   auto strategy = make_strategy("precopy");

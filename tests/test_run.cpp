@@ -216,8 +216,8 @@ TEST(Registry, EveryStrategyAndTrackerRunsTinyAndVerified) {
 // The harness refuses a combination from the registry entries' data alone: a strategy or tracker
 // that lists the workloads it accepts makes every other workload a run with status=unsupported.
 TEST(Registry, RefusedWorkloadCombinationIsUnsupportedWithTheReason) {
-  const StrategyEntry any{"any", nullptr, {}};
-  const StrategyEntry only_vm{"only-vm", nullptr, {"vm"}};
+  const StrategyEntry any{"any", nullptr, {}, false};
+  const StrategyEntry only_vm{"only-vm", nullptr, {"vm"}, false};
   EXPECT_TRUE(combination_support(any, nullptr, "threads").supported);
   Support s = combination_support(only_vm, nullptr, "threads");
   EXPECT_FALSE(s.supported);
