@@ -90,7 +90,12 @@ class UffdWpStrategy : public Strategy {
          "un-protect it; unsupported without that feature)",
          names_of(kFaultWaitNames)},
         {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
-         "copy-aside ring size in pages; when full the fault thread (or a sigbus handler) waits for the saver"},
+         "copy-aside ring pages allocated (and populated) up front, for pages the fault path saves before the "
+         "saver drains them"},
+        {"ring_budget_pages", ParamSpec::Type::kInt, "16384", 1, 1 << 22,
+         "how far the copy-aside ring may grow on demand past ring_pages (memory taken only as pages wait: "
+         "behind a slow sink); when that many pages wait, a faulting writer waits for the saver "
+         "(ring_full_waits). Default 64 MiB; set it to ring_pages for a fixed ring"},
         {"staging", ParamSpec::Type::kString, "image", 0, 0,
          "where a chunk is copied before it is un-protected: image (straight into the image writer's "
          "buffer, made room for before the chunk is claimed: one copy, writers never wait for the sink), "
@@ -146,7 +151,8 @@ class UffdWpStrategy : public Strategy {
 
     // Everything that can be prepared while the writers run is, to keep the pause short.
     ClaimBitmap claims(pages);
-    CopyAsideRing ring(ring_pages);
+    CopyAsideRing ring(ring_pages, size_t(ctx.params.get_int("ring_budget_pages")));
+    const size_t ring_bytes_at_start = ring.bytes();
     const Staging staging_mode = by_name(kStagingNames, ctx.params.get_string("staging"));
     std::unique_ptr<PrefaultedBuffer> staging;
     if (staging_mode == Staging::kSeparate) staging = std::make_unique<PrefaultedBuffer>(chunk_pages * kPageSize);
@@ -256,6 +262,9 @@ class UffdWpStrategy : public Strategy {
     ctx.metrics.note("ring_full_waits", std::to_string(handler ? handler->ring_full_waits() : in_thread.ring_full_waits));
     ctx.metrics.note("saver_faults", std::to_string(saver_faults));
     ctx.metrics.note("unprotect_s", std::to_string(ns_to_s(unprotect_ns)));
+    // The ring's memory is what it grew to, not its budget.
+    ctx.metrics.extra_rss_bytes += ring.bytes() - ring_bytes_at_start;
+    ctx.metrics.note("ring_high_water", std::to_string(ring.high_water()));
     if (sigbus_path) {
       // Where a faulting writer's time goes, summed over the writers (see SigbusCounters).
       ctx.metrics.note("sigbus_claimed_waits", std::to_string(in_thread.claimed_waits));

@@ -363,7 +363,10 @@ TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
       written_while_blocked = written.load();
     };
     DirectRun run = snapshot_directly(region, writers, sink,
-                                      {{"fault_wait", "poll"}, {"ring_pages", "1"}, {"saver_serves_faults", saver_serves}});
+                                      {{"fault_wait", "poll"},
+                                       {"ring_pages", "1"},
+                                       {"ring_budget_pages", "1"},
+                                       {"saver_serves_faults", saver_serves}});
     for (auto& t : faulting) t.join();
     ASSERT_EQ(run.error, "");
     ASSERT_TRUE(a_done) << "fault A was not served while the sink was stuck";

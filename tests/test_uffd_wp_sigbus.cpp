@@ -172,3 +172,40 @@ TEST(UffdWpSigbusDeathTest, OtherBusErrorsStillKill) {
               }),
               testing::KilledBySignal(SIGBUS), "");
 }
+
+// The copy-aside ring takes the lowest free slot, so it grows only as far as the pages waiting at
+// once, up to its budget (then it refuses), and every published page comes out once with its bytes.
+TEST(UffdWpRing, GrowsOnDemandUpToItsBudgetAndStaysPacked) {
+  CopyAsideRing ring(/*prefaulted=*/4, /*budget=*/100);
+  const size_t at_start = ring.bytes();
+  std::vector<uint64_t> slots;
+  for (uint64_t page = 0; page < 100; ++page) {
+    uint64_t slot = ~0ull;
+    uint8_t* data = ring.reserve(slot);
+    ASSERT_NE(data, nullptr) << "refused below the budget at " << page;
+    EXPECT_EQ(slot, page);  // lowest free slot first
+    std::memset(data, int(page), kPageSize);
+    ring.publish(slot, 1000 + page);
+    slots.push_back(slot);
+  }
+  uint64_t none = 0;
+  EXPECT_EQ(ring.reserve(none), nullptr) << "the budget is 100 slots";
+  EXPECT_EQ(ring.high_water(), 100u);
+  EXPECT_GT(ring.bytes(), at_start);
+  std::vector<bool> seen(100, false);
+  EXPECT_EQ(ring.drain([&](uint64_t page, const uint8_t* data) {
+    ASSERT_GE(page, 1000u);
+    ASSERT_LT(page, 1100u);
+    EXPECT_FALSE(seen[page - 1000]);
+    seen[page - 1000] = true;
+    EXPECT_EQ(data[kPageSize - 1], uint8_t(page - 1000));
+  }), 100u);
+  EXPECT_EQ(ring.drain([](uint64_t, const uint8_t*) { ADD_FAILURE() << "drained twice"; }), 0u);
+  uint64_t slot = ~0ull;
+  ASSERT_NE(ring.reserve(slot), nullptr);
+  EXPECT_EQ(slot, 0u) << "a drained ring starts again at its lowest slot";
+  CopyAsideRing small(4, 4);
+  for (int i = 0; i < 4; ++i) ASSERT_NE(small.reserve(slot), nullptr);
+  EXPECT_EQ(small.reserve(slot), nullptr) << "a budget equal to the prefaulted slots does not grow";
+  EXPECT_EQ(small.high_water(), 4u);
+}

@@ -72,56 +72,113 @@ class ClaimBitmap {
   std::unique_ptr<std::atomic<uint64_t>[]> bits_;
 };
 
-// Multi-producer (the fault thread, or with fault_wait=sigbus every faulting writer in its signal
-// handler) single-consumer (saver) ring of pages copied aside, in a preallocated buffer: the fault
-// path never allocates, never locks and never touches the sink (so it is async-signal-safe). A
-// producer takes a ticket, copies into its slot, then marks the slot ready; the saver frees slots
-// in ticket order and stops at the first one still being filled.
+// Address space reserved for `bytes` (MAP_NORESERVE) whose first `populated` bytes are touched now;
+// the rest costs memory only once it is written (the fault path may then take a page fault there,
+// which is fine in a signal handler: it is the kernel's, not a library call).
+class GrowableBuffer {
+ public:
+  GrowableBuffer(size_t bytes, size_t populated) : bytes_(bytes) {
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw_errno("mmap of the uffd-wp copy-aside ring (" + format_bytes(double(bytes_)) + ")");
+    base_ = static_cast<uint8_t*>(p);
+    for (size_t off = 0; off < std::min(populated, bytes_); off += kPageSize) base_[off] = 0;
+  }
+  ~GrowableBuffer() { munmap(base_, bytes_); }
+  GrowableBuffer(const GrowableBuffer&) = delete;
+  GrowableBuffer& operator=(const GrowableBuffer&) = delete;
+  uint8_t* data() const { return base_; }
+
+ private:
+  size_t bytes_;
+  uint8_t* base_ = nullptr;
+};
+
+// The copy-aside ring: pages a fault path copied aside for the saver. Multi-producer (the fault
+// thread, or with fault_wait=sigbus every faulting writer in its signal handler), single consumer
+// (the saver); it never allocates, never locks and never touches the sink, so it is
+// async-signal-safe. A producer takes the lowest free slot (one atomic per 64 slots), copies the page
+// into it and marks it ready; the saver saves the ready slots in any order and frees them. Because
+// the lowest slot is always taken, the slots in use stay packed at the bottom and memory grows only
+// as far as the most pages ever waiting at once: `prefaulted` slots are populated up front (no first
+// touch on the fault path), and the ring may grow on demand up to `budget` slots (address space
+// reserved, memory taken on first use). When all `budget` slots wait, a producer gets nullptr and
+// waits for the saver.
 class CopyAsideRing {
  public:
-  explicit CopyAsideRing(size_t slots)
-      : slots_(slots), pages_(slots * kPageSize), index_(slots), ready_(new std::atomic<uint64_t>[slots]) {
-    for (size_t i = 0; i < slots_; ++i) ready_[i].store(0, std::memory_order_relaxed);
+  CopyAsideRing(size_t prefaulted, size_t budget)
+      : budget_(std::max(prefaulted, budget)),
+        prefaulted_(prefaulted),
+        words_((budget_ + 63) / 64),
+        pages_(budget_ * kPageSize, prefaulted * kPageSize),
+        index_(budget_ * sizeof(uint64_t), prefaulted * sizeof(uint64_t)),
+        used_(new std::atomic<uint64_t>[words_]),
+        ready_(new std::atomic<uint64_t>[words_]) {
+    for (size_t w = 0; w < words_; ++w) {
+      used_[w].store(0, std::memory_order_relaxed);
+      ready_[w].store(0, std::memory_order_relaxed);
+    }
+    if (budget_ % 64) used_[words_ - 1].store(~0ull << (budget_ % 64), std::memory_order_relaxed);  // no such slots
   }
+  explicit CopyAsideRing(size_t slots) : CopyAsideRing(slots, slots) {}
 
-  // Producer: reserves a free slot and returns its page buffer (its ticket in `ticket`), or nullptr
-  // when the ring is full.
-  uint8_t* reserve(uint64_t& ticket) {
-    uint64_t head = head_.load(std::memory_order_relaxed);
-    do {
-      if (head - tail_.load(std::memory_order_acquire) >= slots_) return nullptr;
-    } while (!head_.compare_exchange_weak(head, head + 1, std::memory_order_acq_rel, std::memory_order_relaxed));
-    ticket = head;
-    return pages_.data() + (head % slots_) * kPageSize;
+  // Producer: takes the lowest free slot and returns its page buffer (the slot in `slot`), or
+  // nullptr when every slot of the budget waits for the saver.
+  uint8_t* reserve(uint64_t& slot) {
+    for (size_t w = 0; w < words_; ++w) {
+      uint64_t used = used_[w].load(std::memory_order_relaxed);
+      while (~used != 0) {
+        const uint64_t bit = ~used & (used + 1);  // the lowest clear bit
+        if (used_[w].compare_exchange_weak(used, used | bit, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+          slot = w * 64 + uint64_t(__builtin_ctzll(bit));
+          uint64_t top = high_water_.load(std::memory_order_relaxed);
+          while (slot + 1 > top && !high_water_.compare_exchange_weak(top, slot + 1, std::memory_order_relaxed)) {
+          }
+          return pages_.data() + slot * kPageSize;
+        }
+      }
+    }
+    return nullptr;
   }
-  // Producer: publishes the slot of `ticket` (filled) as holding `page`.
-  void publish(uint64_t ticket, uint64_t page) {
-    index_[ticket % slots_] = page;
-    ready_[ticket % slots_].store(ticket + 1, std::memory_order_release);  // ticket + 1: 0 is "never"
+  // Producer: publishes `slot` (filled) as holding `page`.
+  void publish(uint64_t slot, uint64_t page) {
+    reinterpret_cast<uint64_t*>(index_.data())[slot] = page;
+    ready_[slot / 64].fetch_or(1ull << (slot % 64), std::memory_order_release);
+    waiting_.fetch_add(1, std::memory_order_release);
   }
-  // Consumer: hands every published page, in ticket order, to `save(page, data)` and frees its
-  // slot; returns how many.
+  // Consumer: hands every published page to `save(page, data)` and frees its slot; returns how many.
   template <typename Save>
   size_t drain(Save&& save) {
-    const uint64_t head = head_.load(std::memory_order_acquire);
-    uint64_t tail = tail_.load(std::memory_order_relaxed);
+    if (waiting_.load(std::memory_order_acquire) == 0) return 0;
+    const size_t words = (high_water_.load(std::memory_order_acquire) + 63) / 64;
     size_t n = 0;
-    for (; tail != head; ++tail, ++n) {
-      if (ready_[tail % slots_].load(std::memory_order_acquire) != tail + 1) break;  // still being filled
-      save(index_[tail % slots_], pages_.data() + (tail % slots_) * kPageSize);
-      tail_.store(tail + 1, std::memory_order_release);  // free each slot as soon as it is saved
+    for (size_t w = 0; w < words; ++w) {
+      for (uint64_t bits = ready_[w].load(std::memory_order_acquire); bits; bits &= bits - 1) {
+        const uint64_t bit = bits & -bits;
+        const size_t slot = w * 64 + size_t(__builtin_ctzll(bits));
+        save(reinterpret_cast<const uint64_t*>(index_.data())[slot], pages_.data() + slot * kPageSize);
+        ready_[w].fetch_and(~bit, std::memory_order_relaxed);
+        used_[w].fetch_and(~bit, std::memory_order_release);  // free each slot as soon as it is saved
+        waiting_.fetch_sub(1, std::memory_order_relaxed);
+        ++n;
+      }
     }
     return n;
   }
-  size_t bytes() const { return pages_.bytes() + index_.size() * 2 * sizeof(uint64_t); }
+  // Memory the ring holds now: its populated part, or as far as it grew.
+  size_t bytes() const {
+    const size_t slots = std::max(prefaulted_, size_t(high_water_.load(std::memory_order_relaxed)));
+    return slots * (kPageSize + sizeof(uint64_t)) + 2 * words_ * sizeof(uint64_t);
+  }
+  // The most slots ever in use at once (the ring's growth).
+  size_t high_water() const { return size_t(high_water_.load(std::memory_order_relaxed)); }
 
  private:
-  const size_t slots_;
-  PrefaultedBuffer pages_;
-  std::vector<uint64_t> index_;
-  std::unique_ptr<std::atomic<uint64_t>[]> ready_;
-  alignas(64) std::atomic<uint64_t> head_{0};
-  alignas(64) std::atomic<uint64_t> tail_{0};
+  const size_t budget_, prefaulted_, words_;
+  GrowableBuffer pages_;
+  GrowableBuffer index_;
+  std::unique_ptr<std::atomic<uint64_t>[]> used_, ready_;
+  alignas(64) std::atomic<uint64_t> high_water_{0};
+  alignas(64) std::atomic<uint64_t> waiting_{0};
 };
 
 }  // namespace snap::uffd_wp
