@@ -12,7 +12,7 @@ namespace snap {
 
 namespace {
 
-kvm::VmOptions vm_options(Region& region, const WorkloadOptions& opts, uint32_t dirty_ring_entries) {
+kvm::VmOptions vm_options(Region& region, const WorkloadOptions& opts) {
   if (opts.writers < 1 || opts.writers > int(guest::kMaxVcpus))
     throw UsageError("--writers: the kvm workload runs 1 to " + std::to_string(guest::kMaxVcpus) +
                      " vCPUs (got " + std::to_string(opts.writers) + ")");
@@ -27,14 +27,14 @@ kvm::VmOptions vm_options(Region& region, const WorkloadOptions& opts, uint32_t 
     v.plans.push_back(plan_pattern(opts.pattern, region.pages(), opts.seed, i, opts.writers));
   v.rate_pages = opts.rate_pages;
   v.sample_seed = opts.seed;
-  v.dirty_ring_entries = dirty_ring_entries;
+  v.dirty_ring_entries = opts.dirty_ring_entries;
   return v;
 }
 
 }  // namespace
 
-KvmWorkload::KvmWorkload(Region& region, const WorkloadOptions& opts, uint32_t dirty_ring_entries)
-    : vm_(std::make_unique<kvm::Vm>(vm_options(region, opts, dirty_ring_entries))) {
+KvmWorkload::KvmWorkload(Region& region, const WorkloadOptions& opts)
+    : vm_(std::make_unique<kvm::Vm>(vm_options(region, opts))) {
   phase_started_ns_ = now_ns();
 }
 
@@ -65,6 +65,7 @@ void KvmWorkload::stop() {
 PhaseStats KvmWorkload::stats(Phase p) const {
   std::lock_guard lock(mutex_);
   if (!stopped_) throw std::logic_error("KvmWorkload::stats() before stop()");
+  if (std::string why = vm_->failure(); !why.empty()) throw std::runtime_error("kvm: " + why);
   PhaseStats out;
   std::vector<uint64_t> counts;
   uint64_t total, max, sum;
@@ -90,5 +91,21 @@ std::string KvmWorkload::notes() const {
 }
 
 std::string KvmWorkload::failure() const { return vm_->failure(); }
+
+const WorkloadEntry& kvm_workload() {
+  static const WorkloadEntry entry{
+      "kvm",
+      "a KVM guest whose vCPUs (--writers) write the region: its memory is the guest's RAM",
+      {},
+      [] {
+        const std::string why = kvm::kvm_unavailable_reason();
+        return why.empty() ? Support::yes() : Support::no(why);
+      },
+      [](Region& region, const WorkloadOptions& opts, const ParamValues&) -> std::unique_ptr<Workload> {
+        return std::make_unique<KvmWorkload>(region, opts);
+      },
+  };
+  return entry;
+}
 
 }  // namespace snap

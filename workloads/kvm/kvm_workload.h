@@ -12,27 +12,27 @@
 
 namespace snap {
 
-class KvmWorkload {
+class KvmWorkload final : public Workload {
  public:
   // Starts the VM (one vCPU per writer) and returns once every vCPU runs its write loop.
-  // dirty_ring_entries > 0 creates the VM with KVM's dirty ring (the kvm-dirty-ring tracker needs it
-  // before any vCPU exists).
-  KvmWorkload(Region& region, const WorkloadOptions& opts, uint32_t dirty_ring_entries = 0);
-  ~KvmWorkload();
+  // opts.dirty_ring_entries > 0 creates the VM with KVM's dirty ring.
+  KvmWorkload(Region& region, const WorkloadOptions& opts);
+  ~KvmWorkload() override;
   KvmWorkload(const KvmWorkload&) = delete;
   KvmWorkload& operator=(const KvmWorkload&) = delete;
 
-  void set_phase(Phase p);
-  void pause();  // every vCPU out of KVM_RUN and parked (bounded; throws on timeout or a vCPU failure)
-  void resume();
-  bool paused() const;
-  void stop();
-  PhaseStats stats(Phase p) const;  // after stop()
-  uint64_t total_writes() const;
-  // exits_<reason>=N per vCPU exit reason, the guest's TSC frequency; a vCPU failure if any.
-  std::string notes() const;
+  void set_phase(Phase p) override;
+  void pause() override;  // every vCPU out of KVM_RUN and parked (bounded; throws on timeout or a vCPU failure)
+  void resume() override;
+  bool paused() const override;
+  void stop() override;
+  // After stop(). Throws runtime_error when a vCPU failed (the run is then failed with that reason).
+  PhaseStats stats(Phase p) const override;
+  uint64_t total_writes() const override;
+  // exits_<reason>=N per vCPU exit reason, the guest's TSC frequency.
+  std::string notes() const override;
   std::string failure() const;  // "" unless a vCPU failed
-  kvm::Vm& vm() { return *vm_; }
+  kvm::Vm* kvm_vm() override { return vm_.get(); }
 
  private:
   std::unique_ptr<kvm::Vm> vm_;
@@ -42,5 +42,8 @@ class KvmWorkload {
   uint64_t phase_started_ns_ = 0;
   double phase_seconds_[3] = {};
 };
+
+// Its registry entry (listed in workloads/registry.cpp).
+const WorkloadEntry& kvm_workload();
 
 }  // namespace snap

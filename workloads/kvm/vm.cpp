@@ -611,7 +611,9 @@ Vm::Vm(const VmOptions& opts) : impl_(std::make_unique<Impl>()) {
 
   // Manual dirty-log protection with initially-all-set (QEMU's way), when offered: enabling
   // logging then costs nothing up front, and the tracker clears (re-protects) in chunks.
-  const int manual = check_extension(m.vm.fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+  // Not with a dirty ring: there the ring is the log, and initially-set would leave every page
+  // unprotected, so no write would ever be logged (QEMU enables one or the other too).
+  const int manual = opts.dirty_ring_entries ? 0 : check_extension(m.vm.fd, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
   if (manual > 0) {
     kvm_enable_cap cap{};
     cap.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2;
@@ -794,6 +796,7 @@ void Vm::clear_dirty_log(uint64_t first_page, uint64_t pages, const uint64_t* bi
   if (ioctl(impl_->vm.fd, KVM_CLEAR_DIRTY_LOG, &clear) != 0) throw_errno("kvm: KVM_CLEAR_DIRTY_LOG");
 }
 
+bool Vm::manual_dirty_log() const { return impl_->manual_dirty_log; }
 uint32_t Vm::dirty_ring_entries() const { return impl_->ring_entries; }
 
 void Vm::harvest_dirty_rings(std::vector<uint64_t>& pages) {

@@ -65,6 +65,7 @@ class Vm {
   // ---- KVM dirty log on the data memslot ----
   int data_slot() const;
   size_t data_pages() const;
+  bool manual_dirty_log() const;                     // manual protect + initially-set enabled
   void set_dirty_logging(bool on);                   // KVM_MEM_LOG_DIRTY_PAGES on the data memslot
   void get_dirty_log(std::vector<uint64_t>& bitmap);  // KVM_GET_DIRTY_LOG (bitmap sized to the slot)
   // KVM_CLEAR_DIRTY_LOG of [first_page, first_page + pages) with bits taken from `bitmap` (whose bit
