@@ -294,3 +294,18 @@ TEST(KvmVm, DirtyRingReportsEveryPageTheGuestChangedThroughFullRings) {
   vm.stop();
   EXPECT_EQ(vm.failure(), "");
 }
+
+// The guest's own way into long mode (its multiboot entry, what QEMU's -kernel calls) reaches the
+// same write loop.
+TEST(KvmVm, GuestBootsFromItsMultibootEntry) {
+  SKIP_WITHOUT_KVM();
+  Region region(small_region());
+  kvm::VmOptions o = vm_options(region, 1, kRateMax);
+  o.boot32 = true;
+  kvm::Vm vm(o);
+  for (int i = 0; i < 100 && vm.total_writes() < 1000; ++i) std::this_thread::sleep_for(10ms);
+  vm.stop();
+  EXPECT_EQ(vm.failure(), "");
+  EXPECT_GE(vm.total_writes(), 1000u);
+  EXPECT_GT(check_stamps(region, 1), 0u);
+}

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "strategies/tracking/tracker.h"
 #include "workloads/kvm/vm.h"
 
@@ -46,7 +47,7 @@ class KvmDirtyLogTracker final : public DirtyTracker {
     vm_ = control.kvm_vm();
     if (!vm_) throw std::runtime_error("kvm-dirty-log tracks a KVM guest's memory: use --workload kvm");
     chunk_ = uint64_t(params.get_int("clear_chunk_pages"));
-    if (chunk_ % 64 != 0) throw std::runtime_error("kvm-dirty-log.clear_chunk_pages must be a multiple of 64");
+    if (chunk_ % 64 != 0) throw UsageError("kvm-dirty-log.clear_chunk_pages: must be a multiple of 64");
     if (!vm_->manual_dirty_log())
       throw std::runtime_error("kvm-dirty-log: the VM has no manual dirty-log protection (it was created with a dirty ring)");
     vm_->set_dirty_logging(true);

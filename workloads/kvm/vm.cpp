@@ -186,6 +186,7 @@ struct Vm::Impl {
   Fd kvm, vm;
   Mapping system;  // guest code, stacks, page tables, control block (slot 0 at GPA 0)
   size_t system_bytes = 0;
+  uint64_t entry32 = 0;  // the ELF's (multiboot) entry
   guest::ControlHeader* header = nullptr;
   std::vector<std::unique_ptr<Vcpu>> vcpus;
   double tsc_hz = 0;
@@ -267,6 +268,7 @@ void Vm::Impl::load_guest() {
     std::memcpy(static_cast<uint8_t*>(system.addr) + ph.p_paddr, elf + ph.p_offset, ph.p_filesz);
     // The rest (bss) is already zero: the system memory is a fresh anonymous mapping.
   }
+  entry32 = eh.e_entry;
   // The 64-bit entry must be where the ABI says (guest.ld): its first instruction is a nop.
   if (static_cast<uint8_t*>(system.addr)[guest::kEntry64Gpa] != 0x90)
     throw std::runtime_error("kvm: the guest's 64-bit entry is not at its ABI address");
@@ -340,7 +342,6 @@ void Vm::Impl::create_vcpu(int index, const std::vector<uint8_t>& cpuid_buf) {
     tsc_hz = double(khz) * 1e3;
   }
 
-  // Long mode at the guest's 64-bit entry, on the identity page tables build_tables() wrote.
   kvm_sregs sregs;
   if (ioctl(v->fd.fd, KVM_GET_SREGS, &sregs) != 0) throw_errno("kvm: KVM_GET_SREGS");
   kvm_segment code{};
@@ -349,27 +350,38 @@ void Vm::Impl::create_vcpu(int index, const std::vector<uint8_t>& cpuid_buf) {
   code.type = 0xb;  // execute/read, accessed
   code.present = 1;
   code.s = 1;
-  code.l = 1;
   code.g = 1;
   kvm_segment data = code;
   data.selector = 0x10;
   data.type = 0x3;  // read/write, accessed
-  data.l = 0;
   data.db = 1;
-  sregs.cs = code;
-  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-  sregs.gdt.base = guest::kVmmTablesGpa + kGdtOffset;
-  sregs.gdt.limit = 5 * 8 - 1;
-  sregs.cr0 = 0x80000033;  // PG | NE | ET | MP | PE
-  sregs.cr3 = guest::kVmmTablesGpa;
-  sregs.cr4 = 0x620;       // OSXMMEXCPT | OSFXSR | PAE
-  sregs.efer = 0x500;      // LMA | LME
-  if (ioctl(v->fd.fd, KVM_SET_SREGS, &sregs) != 0) throw_errno("kvm: KVM_SET_SREGS");
   kvm_regs regs{};
-  regs.rip = guest::kEntry64Gpa;
   regs.rax = guest::kVmmMagic;
   regs.rsi = uint64_t(index);
-  regs.rflags = 0x202;  // IF set: no interrupt source exists
+  if (opts.boot32) {
+    // The state a multiboot loader leaves: flat 32-bit protected mode, paging off; the guest builds
+    // its page tables and enters long mode itself (QEMU's -kernel path).
+    code.db = 1;
+    sregs.cr0 = 0x11;  // PE | ET
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    regs.rip = entry32;
+    regs.rflags = 0x2;
+  } else {
+    // Long mode at the guest's 64-bit entry, on the identity page tables build_tables() wrote.
+    code.l = 1;
+    sregs.gdt.base = guest::kVmmTablesGpa + kGdtOffset;
+    sregs.gdt.limit = 5 * 8 - 1;
+    sregs.cr0 = 0x80000033;  // PG | NE | ET | MP | PE
+    sregs.cr3 = guest::kVmmTablesGpa;
+    sregs.cr4 = 0x620;       // OSXMMEXCPT | OSFXSR | PAE
+    sregs.efer = 0x500;      // LMA | LME
+    regs.rip = guest::kEntry64Gpa;
+    regs.rflags = 0x202;  // IF set: no interrupt source exists
+  }
+  sregs.cs = code;
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+  if (ioctl(v->fd.fd, KVM_SET_SREGS, &sregs) != 0) throw_errno("kvm: KVM_SET_SREGS");
   if (ioctl(v->fd.fd, KVM_SET_REGS, &regs) != 0) throw_errno("kvm: KVM_SET_REGS");
   // XCR0 with the SSE state enabled (x87 | SSE), as a kernel would set it with XSETBV.
   if (check_extension(kvm.fd, KVM_CAP_XCRS) > 0) {

@@ -21,6 +21,10 @@ struct VmOptions {
   double rate_pages = 0;             // total pages/s over all vCPUs; kRateMax: unpaced; 0: idle
   uint64_t sample_seed = 1;          // the random gaps of unpaced latency sampling
   uint32_t dirty_ring_entries = 0;   // >0: enable KVM's dirty ring of this many entries per vCPU
+  // Start the vCPUs at the ELF's 32-bit multiboot entry (the guest then enters long mode itself, as
+  // under QEMU's -kernel) instead of at its 64-bit entry in long mode. Slow where KVM emulates
+  // code that runs before paging (seconds here); the tests use it to check that path.
+  bool boot32 = false;
 };
 
 // Why /dev/kvm cannot run the VM here ("" when it can): the device, the API version and the
