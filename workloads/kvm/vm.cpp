@@ -429,14 +429,16 @@ bool Vm::Impl::handle_exit(Vcpu& v) {
           const uint64_t deadline = now_ns() + std::min<uint64_t>(ns, 100000000);
           // A pause, stop or phase change ends the sleep at once (the guest then re-checks).
           const uint32_t c = control.load();
-          while (control.load() == c && now_ns() < deadline) futex_wait_until(control, c, deadline);
+          while (!(c & (kPausedBit | kStopBit)) && control.load() == c && now_ns() < deadline)
+            futex_wait_until(control, c, deadline);
           return true;
         }
         if (run.io.port == guest::kPortIdle) {
           ++v.exits[kExitIdle];
-          // The idle guest: sleep until the control word changes (pause, stop, phase), then idle again.
+          // The idle guest: sleep until the control word changes (pause, stop, phase), then idle
+          // again. Not when it already says pause or stop: that change may be the one to wait for.
           const uint32_t c = control.load();
-          futex_wait_until(control, c, 0);
+          if (!(c & (kPausedBit | kStopBit))) futex_wait_until(control, c, 0);
           return true;
         }
         if (run.io.port == guest::kPortReady) {
@@ -457,9 +459,9 @@ bool Vm::Impl::handle_exit(Vcpu& v) {
       return false;
     case KVM_EXIT_HLT: {
       ++v.exits[kExitHlt];
-      // The idle guest: sleep until the control word changes (pause, stop, phase), then halt again.
+      // As for the idle port: wait for a change of the control word unless it already stops us.
       const uint32_t c = control.load();
-      futex_wait_until(control, c, 0);
+      if (!(c & (kPausedBit | kStopBit))) futex_wait_until(control, c, 0);
       return true;
     }
     case KVM_EXIT_DIRTY_RING_FULL: {
