@@ -13,6 +13,13 @@ void Histogram::merge(const Histogram& other) {
   max_ = std::max(max_, other.max_);
 }
 
+void Histogram::merge_raw(const uint64_t* counts, uint64_t total, uint64_t max, uint64_t sum) {
+  for (int i = 0; i < kBuckets; ++i) counts_[i] += counts[i];
+  total_ += total;
+  sum_ += sum;
+  max_ = std::max(max_, max);
+}
+
 void Histogram::clear() { *this = Histogram(); }
 
 uint64_t Histogram::bucket_upper(int idx) {

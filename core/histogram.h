@@ -3,14 +3,16 @@
 #include <array>
 #include <cstdint>
 
+#include "core/histogram_layout.h"
+
 namespace snap {
 
 // Values are bucketed by their power of two and 32 linear sub-buckets within it (≈3 % precision).
 class Histogram {
  public:
-  static constexpr int kSubBits = 5;
-  static constexpr int kSub = 1 << kSubBits;
-  static constexpr int kBuckets = (64 - kSubBits + 1) * kSub;
+  static constexpr int kSubBits = HistogramLayout::kSubBits;
+  static constexpr int kSub = HistogramLayout::kSub;
+  static constexpr int kBuckets = HistogramLayout::kBuckets;
 
   void record(uint64_t ns) {
     ++counts_[index(ns)];
@@ -19,6 +21,8 @@ class Histogram {
     sum_ += ns;
   }
   void merge(const Histogram& other);
+  // Adds counts kept elsewhere in this layout (the KVM guest's histograms): kBuckets counts.
+  void merge_raw(const uint64_t* counts, uint64_t total, uint64_t max, uint64_t sum);
   void clear();
   uint64_t count() const { return total_; }
   uint64_t max() const { return max_; }
@@ -26,12 +30,7 @@ class Histogram {
   // Value at quantile q in [0,1] (upper edge of its bucket, capped at max). 0 when empty.
   uint64_t percentile(double q) const;
 
-  static int index(uint64_t v) {
-    if (v < uint64_t(kSub)) return int(v);
-    int msb = 63 - __builtin_clzll(v);
-    int shift = msb - kSubBits;
-    return (shift + 1) * kSub + int((v >> shift) & (kSub - 1));
-  }
+  static int index(uint64_t v) { return HistogramLayout::index(v); }
   static uint64_t bucket_upper(int idx);
 
  private:

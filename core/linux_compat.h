@@ -2,6 +2,7 @@
 // PAGEMAP_SCAN), each behind #ifndef so newer headers win. Values from the Linux 6.7+ UAPI.
 #pragma once
 #include <linux/fs.h>
+#include <linux/kvm.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 
@@ -53,3 +54,27 @@ struct pm_scan_arg {
 
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
+
+// KVM (the installed 6.1 <linux/kvm.h> has the dirty ring and manual dirty-log protect; these are newer).
+#ifndef KVM_CAP_MEMORY_FAULT_INFO
+#define KVM_CAP_MEMORY_FAULT_INFO 232
+#endif
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39
+// kvm_run's exit data for KVM_EXIT_MEMORY_FAULT (Linux 6.8+), read at the union's offset.
+struct kvm_memory_fault_compat {
+  uint64_t flags;
+  uint64_t gpa;
+  uint64_t size;
+};
+#endif
+
+// In C++ the 6.1 headers' __DECLARE_FLEX_ARRAY gives struct kvm_cpuid2 an empty-struct member, so its
+// sizeof is 12 instead of the kernel's 8 and the ioctl numbers derived from it are unknown to the
+// kernel (EINVAL). These use the real 8-byte header; the entries follow it at byte 8.
+struct kvm_cpuid2_head {
+  uint32_t nent;
+  uint32_t padding;
+};
+#define SNAP_KVM_GET_SUPPORTED_CPUID _IOWR(KVMIO, 0x05, struct kvm_cpuid2_head)
+#define SNAP_KVM_SET_CPUID2 _IOW(KVMIO, 0x90, struct kvm_cpuid2_head)

@@ -17,9 +17,12 @@ namespace snap {
 
 namespace {
 
+// Kernel-mode faults must reach the handler too: a KVM vCPU's write to guest memory faults inside
+// get_user_pages, which a UFFD_USER_MODE_ONLY fd answers with SIGBUS (KVM_RUN then fails with EFAULT).
+// So a full fd first (root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1), then /dev/userfaultfd
+// (full too), and user-mode-only last (enough for writer threads).
 int open_uffd(int flags) {
-  int fd = int(syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY));
-  if (fd < 0 && errno == EINVAL) fd = int(syscall(SYS_userfaultfd, flags));  // kernels without USER_MODE_ONLY
+  int fd = int(syscall(SYS_userfaultfd, flags));
   if (fd < 0) {
     // Fall back to /dev/userfaultfd (works when vm.unprivileged_userfaultfd = 0 for non-root).
     int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
@@ -28,6 +31,7 @@ int open_uffd(int flags) {
       close(dev);
     }
   }
+  if (fd < 0) fd = int(syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY));
   return fd;
 }
 

@@ -73,6 +73,7 @@ class HarnessControl final : public WorkloadControl {
     downtime_ns_ += now_ns() - pause_start_;
     paused_ = false;
   }
+  kvm::Vm* kvm_vm() override { return workload_.kvm_vm(); }
   void consistency_point() override {
     if (!paused_) throw std::logic_error("consistency_point() called while the writers run");
     ++consistency_points_;
@@ -250,6 +251,7 @@ RunResult run_once(const RunSpec& spec) {
 
     WorkloadOptions wopts{spec.writers, res.rate_target_pages_s, spec.pattern,
                           spec.seed * 0x9e3779b97f4a7c15ull + uint64_t(spec.rep), spec.numa_node};
+    if (tracker) wopts.dirty_ring_entries = tracker->workload_dirty_ring_entries(tracker_params);
     std::unique_ptr<Workload> running = resolved.workload->make(region, wopts, resolved.workload_params);
     Workload& workload = *running;
     workload.set_phase(Phase::kWarmup);

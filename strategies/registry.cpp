@@ -15,6 +15,8 @@ std::unique_ptr<Strategy> make_fork_cow_strategy();
 std::unique_ptr<DirtyTracker> make_uffd_async_tracker();
 std::unique_ptr<DirtyTracker> make_mprotect_tracker();
 std::unique_ptr<DirtyTracker> make_soft_dirty_tracker();
+std::unique_ptr<DirtyTracker> make_kvm_dirty_log_tracker();
+std::unique_ptr<DirtyTracker> make_kvm_dirty_ring_tracker();
 
 const Registry<StrategyEntry>& strategy_registry() {
   static const Registry<StrategyEntry> registry("--strategy", "strategy",
@@ -29,13 +31,16 @@ const Registry<StrategyEntry>& strategy_registry() {
 }
 
 // mprotect learns of a write from the SIGSEGV of a thread of this process: only the threads workload
-// writes that way (a guest's or another process's stores never reach its handler).
+// writes that way (a guest's or another process's stores never reach its handler; a vCPU's store to
+// a PROT_READ page makes KVM_RUN fail with EFAULT instead). The kvm trackers read KVM's own log.
 const Registry<TrackerEntry>& tracker_registry() {
   static const Registry<TrackerEntry> registry("--tracker", "tracker",
                                                {
                                                    {"uffd-async", make_uffd_async_tracker, {}},
                                                    {"mprotect", make_mprotect_tracker, {"threads"}},
                                                    {"soft-dirty", make_soft_dirty_tracker, {}},
+                                                   {"kvm-dirty-log", make_kvm_dirty_log_tracker, {"kvm"}},
+                                                   {"kvm-dirty-ring", make_kvm_dirty_ring_tracker, {"kvm"}},
                                                });
   return registry;
 }

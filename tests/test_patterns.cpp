@@ -118,7 +118,7 @@ TEST(PatternZipf, TopRanksGetTheExpectedShare) {
       if (k <= n_ranks / 100) top += w;
     }
     const double p_top = top / total, p_first = 1.0 / total;
-    ZipfRankSampler sampler(n_ranks, theta);
+    HostZipfRankSampler sampler(n_ranks, theta);
     Xoshiro256 rng(11);
     size_t got_top = 0, got_first = 0;
     for (size_t i = 0; i < n; ++i) {

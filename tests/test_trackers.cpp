@@ -55,6 +55,7 @@ std::string case_name(const testing::TestParamInfo<TrackerCase>& info) {
 std::vector<TrackerCase> all_cases() {
   std::vector<TrackerCase> cases;
   for (const auto& entry : tracker_registry())
+    if (accepts(entry.workloads, "threads"))  // the kvm trackers track a guest: test_kvm_workload.cpp
     for (bool populated : {true, false})
       for (bool thp : {false, true}) cases.push_back({entry.name, populated, thp});
   return cases;
@@ -233,6 +234,7 @@ TEST_P(TrackerRace, ConcurrentWriterLosesNoWrite) {
 std::vector<TrackerCase> race_cases() {
   std::vector<TrackerCase> cases;
   for (const auto& entry : tracker_registry())
+    if (accepts(entry.workloads, "threads"))
     for (bool thp : {false, true}) cases.push_back({entry.name, true, thp});
   return cases;
 }

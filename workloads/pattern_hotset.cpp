@@ -6,35 +6,10 @@
 
 namespace snap {
 
-namespace {
-
 // Logical slots [0, hot) are the hot set and [hot, pages) the cold rest; a permutation keyed by the
 // seed alone (not the writer) maps slots to pages, so every writer shares one hot set and the hot
-// pages are spread over the region rather than being its first pages.
-class HotsetPattern final : public AccessPattern {
- public:
-  HotsetPattern(uint64_t pages, double hot_fraction, double write_share, uint64_t seed, uint64_t stream_seed)
-      : pages_(pages),
-        hot_(std::clamp<uint64_t>(uint64_t(std::llround(hot_fraction * double(pages))), 1, pages)),
-        // Compare raw 64-bit draws against a threshold: no float work on the hot path.
-        hot_threshold_(write_share >= 1.0 ? ~uint64_t(0) : uint64_t(std::ldexp(write_share, 64))),
-        slots_(pages, splitmix64(seed ^ 0x686f74736574ull)),
-        rng_(stream_seed) {}
-
-  uint64_t next() override {
-    const bool hot = rng_.next() < hot_threshold_ || hot_ == pages_;
-    const uint64_t slot = hot ? rng_.below(hot_) : hot_ + rng_.below(pages_ - hot_);
-    return slots_(slot);
-  }
-
- private:
-  uint64_t pages_, hot_, hot_threshold_;
-  PagePermutation slots_;
-  Xoshiro256 rng_;
-};
-
-}  // namespace
-
+// pages are spread over the region rather than being its first pages. A raw 64-bit draw is compared
+// against a threshold: no float work on the hot path.
 PatternKind hotset_pattern_kind() {
   return {
       {"hotset", "hotset:HOT_FRACTION:WRITE_SHARE",
@@ -45,9 +20,18 @@ PatternKind hotset_pattern_kind() {
         check_pattern_range("hotset", "HOT_FRACTION", args[0], 1.0);
         check_pattern_range("hotset", "WRITE_SHARE", args[1], 1.0);
       },
-      [](const std::vector<double>& args, const PatternContext& ctx) -> std::unique_ptr<AccessPattern> {
-        return std::make_unique<HotsetPattern>(ctx.pages, args[0], args[1], ctx.seed,
-                                               writer_stream_seed(ctx.seed, ctx.writer, 0x686f74736574ull));
+      [](const std::vector<double>& args, const PatternContext& ctx) {
+        PatternPlan plan;
+        plan.kind = PatternPlan::kHotset;
+        plan.pages = ctx.pages;
+        plan.hot = std::clamp<uint64_t>(uint64_t(std::llround(args[0] * double(ctx.pages))), 1, ctx.pages);
+        plan.hot_threshold = args[1] >= 1.0 ? ~uint64_t(0) : uint64_t(std::ldexp(args[1], 64));
+        plan.permutation_key = splitmix64(ctx.seed ^ 0x686f74736574ull);
+        plan.stream_seed = writer_stream_seed(ctx.seed, ctx.writer, 0x686f74736574ull);
+        return plan;
+      },
+      [](const PatternPlan& plan) -> std::unique_ptr<AccessPattern> {
+        return std::make_unique<PlannedPattern<PatternPlan::kHotset>>(plan);
       },
   };
 }

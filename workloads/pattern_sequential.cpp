@@ -3,38 +3,28 @@
 
 namespace snap {
 
-namespace {
-
-class SequentialPattern final : public AccessPattern {
- public:
-  SequentialPattern(uint64_t first, uint64_t end) : first_(first), end_(end), next_(first) {}
-  uint64_t next() override {
-    const uint64_t page = next_;
-    next_ = next_ + 1 == end_ ? first_ : next_ + 1;
-    return page;
-  }
-
- private:
-  uint64_t first_, end_, next_;
-};
-
-}  // namespace
-
 PatternKind sequential_pattern_kind() {
   return {
       {"sequential", "sequential",
        "each writer sweeps its own contiguous slice (pages / writers) in order, wrapping"},
       0,
       [](const std::vector<double>&) {},
-      [](const std::vector<double>&, const PatternContext& ctx) -> std::unique_ptr<AccessPattern> {
+      [](const std::vector<double>&, const PatternContext& ctx) {
         const uint64_t w = uint64_t(ctx.writer), n = uint64_t(ctx.writers);
-        uint64_t first = ctx.pages * w / n, end = ctx.pages * (w + 1) / n;
+        PatternPlan plan;
+        plan.kind = PatternPlan::kSequential;
+        plan.pages = ctx.pages;
+        plan.first = ctx.pages * w / n;
+        plan.end = ctx.pages * (w + 1) / n;
         // More writers than pages: slices would be empty, so such a writer keeps to one page.
-        if (first == end) {
-          first = w % ctx.pages;
-          end = first + 1;
+        if (plan.first == plan.end) {
+          plan.first = w % ctx.pages;
+          plan.end = plan.first + 1;
         }
-        return std::make_unique<SequentialPattern>(first, end);
+        return plan;
+      },
+      [](const PatternPlan& plan) -> std::unique_ptr<AccessPattern> {
+        return std::make_unique<PlannedPattern<PatternPlan::kSequential>>(plan);
       },
   };
 }

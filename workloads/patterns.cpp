@@ -90,14 +90,19 @@ const std::vector<PatternInfo>& pattern_kinds() {
 
 void check_pattern_spec(const std::string& spec) { parse_spec(spec); }
 
-std::unique_ptr<AccessPattern> make_pattern(const std::string& spec, uint64_t pages, uint64_t seed, int writer,
-                                            int writers) {
+PatternPlan plan_pattern(const std::string& spec, uint64_t pages, uint64_t seed, int writer, int writers) {
   const ParsedSpec parsed = parse_spec(spec);
   if (pages == 0) throw std::invalid_argument("make_pattern: the region has no pages");
   if (writers < 1 || writer < 0 || writer >= writers)
     throw std::invalid_argument("make_pattern: writer " + std::to_string(writer) + " of " +
                                 std::to_string(writers));
-  return parsed.kind->make(parsed.args, PatternContext{pages, seed, writer, writers});
+  return parsed.kind->plan(parsed.args, PatternContext{pages, seed, writer, writers});
+}
+
+std::unique_ptr<AccessPattern> make_pattern(const std::string& spec, uint64_t pages, uint64_t seed, int writer,
+                                            int writers) {
+  const PatternPlan plan = plan_pattern(spec, pages, seed, writer, writers);
+  return parse_spec(spec).kind->make(plan);
 }
 
 }  // namespace snap

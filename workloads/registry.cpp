@@ -1,4 +1,5 @@
 // The explicit registry of workloads: one line per workload.
+#include "workloads/kvm/kvm_workload.h"
 #include "workloads/threads.h"
 #include "workloads/workload.h"
 
@@ -8,6 +9,7 @@ const Registry<WorkloadEntry>& workload_registry() {
   static const Registry<WorkloadEntry> registry("--workload", "workload",
                                                 {
                                                     threads_workload(),
+                                                    kvm_workload(),
                                                 });
   return registry;
 }

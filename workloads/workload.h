@@ -14,6 +14,10 @@
 
 namespace snap {
 
+namespace kvm {
+class Vm;  // workloads/kvm/vm.h: the kvm workload's virtual machine
+}
+
 // Chooses the next page to write. One instance per writer thread (no sharing, no locks).
 class AccessPattern {
  public:
@@ -43,6 +47,9 @@ class WorkloadControl {
   // Called by the strategy while the writers are paused, at the moment the image's content is
   // defined (stop-copy: the pause; uffd-wp/fork-cow: before resuming; precopy: the final pause).
   virtual void consistency_point() = 0;
+  // The KVM virtual machine whose vCPUs are the writers (the kvm workload), else null: the kvm
+  // trackers reach KVM's dirty log and dirty ring through it.
+  virtual kvm::Vm* kvm_vm() { return nullptr; }
 };
 
 struct WorkloadOptions {
@@ -51,6 +58,9 @@ struct WorkloadOptions {
   std::string pattern = "uniform";
   uint64_t seed = 1;
   int numa_node = -1;  // bind writer threads to this node's CPUs
+  // kvm: entries of the per-vCPU dirty ring the VM is created with (0: none); set by the harness
+  // from the run's tracker (kvm-dirty-ring), since KVM takes it only before any vCPU exists.
+  uint32_t dirty_ring_entries = 0;
 };
 
 // Phases, so that latency and throughput before and during the snapshot are told apart.
@@ -79,6 +89,8 @@ class Workload {
   virtual uint64_t total_writes() const = 0;    // live counter (relaxed)
   // Workload-specific facts ("key=value;..."), appended to the CSV's notes column.
   virtual std::string notes() const { return ""; }
+  // The kvm workload's virtual machine (null for the others); see WorkloadControl::kvm_vm().
+  virtual kvm::Vm* kvm_vm() { return nullptr; }
 };
 
 // A registered workload: the facts `snapbench list` shows, and its factory.

@@ -36,6 +36,9 @@ class DirtyTracker {
   // True when collect() cannot re-arm atomically against concurrent writers (soft-dirty: read the
   // pagemap, then clear_refs), so the caller must pause the writers around each collect().
   virtual bool collect_needs_pause() const { return false; }
+  // The dirty ring (entries per vCPU) the kvm workload must create its VM with for this tracker;
+  // 0 for trackers that need none. Asked before the workload starts.
+  virtual uint32_t workload_dirty_ring_entries(const ParamValues&) const { return 0; }
   // Memory the tracker allocated for its bookkeeping (bitmaps, read buffers), for extra_rss_bytes.
   virtual uint64_t memory_bytes() const { return 0; }
 };

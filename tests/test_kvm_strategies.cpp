@@ -1,0 +1,126 @@
+// Every strategy and tracker on the kvm workload, verified under writing vCPUs; the combinations that
+// cannot work are unsupported with a reason; a failing sink leaves no vCPU thread or KVM fd behind.
+#include <gtest/gtest.h>
+#include <dirent.h>
+
+#include <string>
+
+#include "harness/run.h"
+#include "workloads/kvm/vm.h"
+
+using namespace snap;
+
+namespace {
+
+#define SKIP_WITHOUT_KVM()                                                      \
+  do {                                                                         \
+    if (const std::string why = kvm::kvm_unavailable_reason(); !why.empty())   \
+      GTEST_SKIP() << "no usable /dev/kvm: " << why;                           \
+  } while (0)
+
+RunSpec kvm_spec(const std::string& strategy, const std::string& tracker = "") {
+  RunSpec s;
+  s.workload = "kvm";
+  s.strategy = strategy;
+  s.tracker = tracker;
+  s.mem_bytes = 32ull << 20;
+  s.populate = 0.8;
+  s.writers = 2;
+  s.rate = "100MiB/s";
+  s.bandwidth = "256MiB/s";
+  s.warmup_s = 0.05;
+  s.verify = true;
+  s.sink = "memory";
+  return s;
+}
+
+int count_entries(const char* dir, const std::string& comm_prefix = "") {
+  int n = 0;
+  DIR* d = opendir(dir);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    if (comm_prefix.empty()) {
+      ++n;
+      continue;
+    }
+    FILE* f = std::fopen((std::string(dir) + "/" + e->d_name + "/comm").c_str(), "r");
+    if (!f) continue;
+    char comm[64] = {};
+    if (std::fgets(comm, sizeof comm, f) && std::string(comm).rfind(comm_prefix, 0) == 0) ++n;
+    std::fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+struct Case {
+  std::string strategy, tracker;
+};
+
+const Case kCases[] = {
+    {"stop-copy", ""},          {"uffd-wp", ""},        {"fork-cow", ""},
+    {"precopy", "uffd-async"},  {"precopy", "kvm-dirty-log"}, {"precopy", "kvm-dirty-ring"},
+};
+
+}  // namespace
+
+TEST(KvmStrategies, EveryStrategyAndTrackerVerifiesUnderWritingVcpus) {
+  SKIP_WITHOUT_KVM();
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.strategy + " " + c.tracker);
+    const RunResult r = run_once(kvm_spec(c.strategy, c.tracker));
+    ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
+    EXPECT_EQ(r.verified, "pass") << r.verify_detail;
+    EXPECT_GT(r.write_count, 0u) << "the vCPUs wrote nothing during the snapshot";
+    EXPECT_NE(r.notes.find("exits_intr="), std::string::npos) << r.notes;
+    if (c.strategy == "uffd-wp" || c.strategy == "fork-cow") {
+      EXPECT_EQ(r.image.duplicate_pages, 0u);
+    }
+    if (c.strategy == "uffd-wp") {
+      EXPECT_GT(r.faults, 0u) << "no vCPU write met the write protection";
+    }
+    // Precopy re-saves what the vCPUs dirtied during the first pass, so its tracker saw their writes.
+    if (c.strategy == "precopy") {
+      EXPECT_GE(r.passes, 2u);
+      EXPECT_GT(r.image.duplicate_pages, 0u) << "the tracker reported none of the guest's writes";
+    }
+  }
+}
+
+TEST(KvmStrategies, ImpossibleCombinationsAreUnsupportedWithAReason) {
+  SKIP_WITHOUT_KVM();
+  {
+    const RunResult r = run_once(kvm_spec("precopy", "mprotect"));
+    EXPECT_EQ(r.status, RunStatus::kUnsupported);
+    EXPECT_NE(r.reason.find("kvm"), std::string::npos) << r.reason;
+  }
+  {
+    const RunResult r = run_once(kvm_spec("precopy", "soft-dirty"));
+    EXPECT_EQ(r.status, RunStatus::kUnsupported) << r.reason;
+    EXPECT_FALSE(r.reason.empty());
+  }
+  for (const std::string tracker : {"kvm-dirty-log", "kvm-dirty-ring"}) {
+    RunSpec s = kvm_spec("precopy", tracker);
+    s.workload = "threads";
+    const RunResult r = run_once(s);
+    EXPECT_EQ(r.status, RunStatus::kUnsupported) << tracker;
+    EXPECT_NE(r.reason.find("threads"), std::string::npos) << r.reason;
+  }
+}
+
+// A sink failing mid-snapshot: the run fails with the sink's reason, and the VM is gone with it (no
+// vCPU thread, no KVM fd; the region was writable again for its unmapping).
+TEST(KvmStrategies, FailingSinkLeavesNothingBehind) {
+  SKIP_WITHOUT_KVM();
+  const int fds = count_entries("/proc/self/fd");
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.strategy + " " + c.tracker);
+    RunSpec s = kvm_spec(c.strategy, c.tracker);
+    s.sink = "fail:" + std::to_string(4 << 20);
+    const RunResult r = run_once(s);
+    EXPECT_EQ(r.status, RunStatus::kFailed);
+    EXPECT_NE(r.reason.find("fail"), std::string::npos) << r.reason;
+    EXPECT_EQ(count_entries("/proc/self/task", "snap-vcpu-"), 0);
+    EXPECT_EQ(count_entries("/proc/self/fd"), fds);
+  }
+}
