@@ -176,12 +176,12 @@ check_csv() {
   python3 - "$1" "$2" "$3" "$host" <<'EOF'
 import csv, sys
 merged, local, expected, host = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-KEY = ["strategy", "tracker", "pattern", "writers", "region_bytes", "populate", "thp", "numa_node", "rate",
+KEY = ["strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate", "thp", "numa_node", "rate",
        "sink", "bandwidth_bytes_s", "warmup_s", "params", "seed", "rep"]
 def runs(path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return rows, [tuple(r[k] for k in KEY) for r in rows]
+    return rows, [tuple(r.get(k, "") for k in KEY) for r in rows]
 rows, keys = runs(merged)
 _, local_keys = runs(local)
 problems = []
