@@ -14,7 +14,7 @@ import os
 import random
 import sys
 
-# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 3).
+# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 4).
 COLUMNS = [
     "schema_version", "strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate",
     "thp", "numa_node", "rate", "rate_target_pages_s", "rate_before_pages_s", "rate_during_pages_s", "sink",
@@ -22,8 +22,9 @@ COLUMNS = [
     "nonzero_rss_bytes", "pages_saved", "unique_pages", "duplicate_pages", "zero_pages", "image_ratio",
     "completion_s", "downtime_s", "freeze_s", "passes", "converged", "faults", "writes_during",
     "write_p50_us", "write_p99_us", "write_p999_us", "write_max_us", "write_before_p99_us",
-    "extra_rss_bytes", "verified", "notes",
+    "extra_rss_bytes", "verified", "notes", "host", "kernel", "cpu_model",
 ]
+MACHINE = {"host": "fixture-host", "kernel": "6.18.0-fixture", "cpu_model": "Fixture CPU @ 2.00GHz"}
 
 PAGE = 4096
 RECORD_BYTES = 16 + PAGE            # page_index u64 | flags u32 | reserved u32 | data
@@ -90,12 +91,12 @@ def row_for(strategy, tracker, params, rate_mib, rep, rng):
     target = rate_mib * (1 << 20) / PAGE
     r = {c: "" for c in COLUMNS}
     r.update({
-        "schema_version": 3, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
+        "schema_version": 4, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": f"{rate_mib}MiB/s", "rate_target_pages_s": f"{target:.9g}",
         "rate_before_pages_s": f"{target * rng.uniform(0.995, 1.0):.9g}",
         "sink": "null", "bandwidth_bytes_s": BANDWIDTH, "warmup_s": 0.5, "fsync": 0, "verify": 1, "seed": 1, "rep": rep,
-        "status": "ok", "params": params, "notes": "",
+        "status": "ok", "params": params, "notes": "", **MACHINE,
     })
     base_p50, base_p99 = 0.35 * rng.uniform(0.95, 1.1), 1.6 * rng.uniform(0.9, 1.2)
     load = rate_mib / 256.0           # 0..1: how hard the writers push
@@ -172,12 +173,13 @@ def unsupported_row():
               "write_before_p99_us", "extra_rss_bytes", "rate_before_pages_s", "rate_during_pages_s"):
         r[c] = 0
     r.update({
-        "schema_version": 3, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
+        "schema_version": 4, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": "64MiB/s", "rate_target_pages_s": 16384, "sink": "null", "bandwidth_bytes_s": BANDWIDTH,
         "warmup_s": 0.5, "fsync": 0, "verify": 1, "seed": 1, "rep": 0, "status": "unsupported",
         "reason": "soft-dirty: kernel lacks CONFIG_MEM_SOFT_DIRTY (pagemap bit 55 never set)",
         "params": "precopy.downtime_ms=300;precopy.max_passes=30", "converged": 1, "verified": "off",
+        **MACHINE,
     })
     return r
 

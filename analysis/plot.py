@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Paper-style figures and a markdown summary from snapbench results CSVs.
 
-Usage: plot.py RESULTS.csv [more.csv ...] --out DIR [--rate-for-cdf RATE] [--no-model]
+Usage: plot.py RESULTS.csv [more.csv ...] --out DIR [--rate-for-cdf RATE] [--no-model] [--host HOST]
 
 Only rows with status=ok are plotted; unsupported and failed rows are counted in DIR/summary.md.
 One line per strategy/tracker; x = target write rate in MiB/s; y = median over repetitions with
 min-max error bars; a dashed line of the same colour is model.py's prediction (--no-model: none).
-Rows are grouped by the workload parameters that vary (region size, writers,
-pattern, populate, THP, NUMA node, sink, bandwidth, warm-up): one set of figures per workload.
+Rows are grouped by the workload parameters that vary (region size, writers, pattern, populate, THP,
+NUMA node, sink, bandwidth, warm-up) and by the machine that ran them (host, kernel, CPU model:
+results merged from several machines are never pooled): one set of figures per group. --host keeps
+one machine's rows.
 Needs Debian's python3-matplotlib and numpy only (see find_python.sh); no pandas.
 """
 import argparse
@@ -46,6 +48,9 @@ NUMERIC_COLUMNS = [
 # the threads workload, the only one there was.
 WORKLOAD_COLUMNS = ["workload", "region_bytes", "writers", "pattern", "populate", "thp", "numa_node", "sink",
                     "bandwidth_bytes_s", "warmup_s"]
+# The machine that ran a row (schema_version 4); an older CSV without them reads them as "".
+MACHINE_COLUMNS = ["host", "kernel", "cpu_model"]
+WORKLOAD_COLUMNS += MACHINE_COLUMNS
 
 # One colour and marker per strategy/tracker in every figure (Okabe-Ito: colour-blind safe).
 KNOWN_STYLES = OrderedDict([
@@ -93,6 +98,8 @@ def load_rows(paths):
                 n += 1
                 row.setdefault("workload", DEFAULT_WORKLOAD)
                 row["_where"] = f"{path}:{line_no}"
+                for c in MACHINE_COLUMNS:
+                    row.setdefault(c, "")
                 if row["status"] == "ok":
                     for c in NUMERIC_COLUMNS:
                         try:
@@ -230,6 +237,8 @@ def describe_workload(values):
         parts.append(f"NUMA node {w['numa_node']}")
     bw = int(float(w["bandwidth_bytes_s"] or 0))
     parts.append(f"{w['sink']} sink" + (f" at {fmt_bytes(bw)}/s" if bw else ", no bandwidth cap"))
+    if w["host"]:
+        parts.append(f"on {w['host']} (kernel {w['kernel']})")
     return ", ".join(parts)
 
 
@@ -237,7 +246,11 @@ def workload_slug(values, varying):
     w = dict(zip(WORKLOAD_COLUMNS, values))
     parts = []
     for c in varying:
+        if c in ("kernel", "cpu_model") and "host" in varying:
+            continue  # the host names the machine; its kernel and CPU are in the title and summary
         v = w[c]
+        if c == "cpu_model":
+            v = "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in v)
         if c in ("region_bytes", "bandwidth_bytes_s"):
             v = fmt_bytes(int(float(v))).replace(" ", "")
         parts.append(f"{c.replace('_bytes', '').replace('_', '')}-{v}")
@@ -725,6 +738,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("csv", nargs="+", help="results CSV(s) written by `snapbench run --out` or a matrix")
     ap.add_argument("--out", required=True, help="directory for the figures (PNG + PDF) and summary.md")
+    ap.add_argument("--host", help="plot only the rows run on this host (the CSV's host column)")
     ap.add_argument("--rate-for-cdf", metavar="RATE",
                     help="target rate of the latency-quantile figure: MiB/s (e.g. 64), a `rate` value as "
                          "in the CSV (e.g. 64MiB/s) or max; default: the highest paced rate")
@@ -740,6 +754,12 @@ def main(argv=None):
 
 def run(args):
     all_rows, sources = load_rows(args.csv)
+    if args.host is not None:
+        hosts = sorted({r["host"] for r in all_rows})
+        all_rows = [r for r in all_rows if r["host"] == args.host]
+        if not all_rows:
+            raise InputError(f"--host {args.host}: no row ran there (hosts: {', '.join(hosts) or 'none recorded'})")
+    machines = sorted({tuple(r[c] for c in MACHINE_COLUMNS) for r in all_rows})
     ok_rows = [r for r in all_rows if r["status"] == "ok"]
     if not ok_rows:
         status = Counter(r["status"] for r in all_rows)
@@ -754,6 +774,9 @@ def run(args):
     workloads = sorted(cells, key=lambda w: [numeric_first(v) for v in w])
     varying = [c for i, c in enumerate(WORKLOAD_COLUMNS) if len({w[i] for w in workloads}) > 1]
     written, notes, ctxs = [], [], {}
+    if len(machines) > 1:
+        notes.append(f"rows of {len(machines)} machines ({', '.join(m[0] or '?' for m in machines)}): figures and "
+                     "summary tables are drawn per machine, never pooled")
     raw_rates = {r["rate"]: rate_key(r) for r in ok_rows}
     cdf_rates = {wl: pick_cdf_rate(args.rate_for_cdf, {k for sc in cells[wl].values() for k in sc}, raw_rates)
                  for wl in workloads}

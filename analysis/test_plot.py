@@ -217,6 +217,36 @@ class EdgeCaseTest(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertTrue(os.path.isfile(self.path("out/image_ratio.pdf")))
 
+    def test_two_machines_are_never_pooled(self):
+        base = [r for r in self.rows if r["strategy"] == "uffd-wp" and r["rate"] == "16MiB/s"]
+        other = [dict(r, host="other-host", kernel="5.15.0", write_p99_us="1000") for r in base]
+        write_csv(self.path("merged.csv"), self.header, base + other)
+        res = run_plot(self.path("merged.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("rows of 2 machines", res.stderr)
+        for suffix in ("host-fixture-host", "host-other-host"):
+            for name in FIGURES:
+                self.assertTrue(os.path.isfile(self.path(f"out/{name}_{suffix}.pdf")), f"{name}_{suffix}")
+        with open(self.path("out/summary.md")) as f:
+            text = f.read()
+        self.assertIn("on fixture-host (kernel 6.18.0-fixture)", text)
+        self.assertIn("on other-host (kernel 5.15.0)", text)
+        # --host keeps one machine: one set of figures without a suffix.
+        res = run_plot(self.path("merged.csv"), "--out", self.path("one"), "--host", "other-host")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertTrue(os.path.isfile(self.path("one/write_p99.pdf")))
+        res = run_plot(self.path("merged.csv"), "--out", self.path("none"), "--host", "nowhere")
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("--host nowhere", res.stderr)
+
+    def test_schema_2_without_machine_columns_still_plots(self):
+        header = [c for c in self.header if c not in ("host", "kernel", "cpu_model")]
+        rows = [{k: v for k, v in r.items() if k in header} for r in self.rows]
+        write_csv(self.path("v2.csv"), header, rows)
+        res = run_plot(self.path("v2.csv"), "--out", self.path("out"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertTrue(os.path.isfile(self.path("out/write_p99.pdf")))
+
     def test_max_rate_and_chosen_cdf_rate(self):
         rows = [dict(r, rate="max", rate_target_pages_s="-1") for r in self.rows
                 if r["status"] == "ok" and r["rate"] == "256MiB/s"]

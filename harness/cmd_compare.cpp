@@ -2,9 +2,11 @@
 #include <cstdio>
 #include <memory>
 
+#include "core/error.h"
 #include "harness/commands.h"
 #include "harness/compare.h"
 #include "harness/csv_table.h"
+#include "harness/machines.h"
 
 namespace snap {
 
@@ -31,7 +33,7 @@ void add_compare_command(CLI::App& app, int& rc) {
       "check a result CSV against a baseline: medians per case and metric within tolerances, invariants "
       "(verified=pass, no duplicates for strategies that never re-save a page, ok stays ok) and missing cases; exit 1 on a regression");
   struct Opts {
-    std::string baseline, current;
+    std::string baseline, current, host;
     std::vector<std::string> tolerances, floors;
     bool markdown = false;
     bool problems_only = false;
@@ -43,6 +45,9 @@ void add_compare_command(CLI::App& app, int& rc) {
   cmd->add_option("--floor", o->floors,
                   "METRIC=VALUE: absolute differences up to VALUE (in the column's unit) are noise, never a regression")
       ->take_all();
+  cmd->add_option("--host", o->host,
+                  "keep only the current rows run on this host (its host column), e.g. one machine of a merged "
+                  "cluster run; a file without the column (schema_version 1-3) is kept whole");
   cmd->add_flag("--markdown", o->markdown, "print the table as Markdown (for a CI job summary)");
   cmd->add_flag("--problems-only", o->problems_only, "leave out the rows whose verdict is ok or improved");
   cmd->callback([o, &rc]() {
@@ -51,6 +56,12 @@ void add_compare_command(CLI::App& app, int& rc) {
     for (const auto& f : o->floors) set_tolerance(tolerances, f, "--floor");
     CsvTable baseline = read_csv_table(o->baseline);
     CsvTable current = read_csv_table(o->current);
+    if (!o->host.empty()) {
+      current = rows_of_host(current, o->host);
+      if (current.rows.empty())
+        throw UsageError("--host: no row of " + o->current + " ran on '" + o->host + "' (machines: " +
+                         list_machines(machines_in(read_csv_table(o->current))) + ")");
+    }
     CompareReport report = compare_tables(baseline, current, tolerances);
     std::string text = o->markdown ? format_report_markdown(report, o->problems_only)
                                    : format_report_text(report, o->problems_only);

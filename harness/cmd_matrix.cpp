@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -14,6 +15,7 @@
 #include "harness/interrupt.h"
 #include "harness/matrix.h"
 #include "harness/provenance.h"
+#include "harness/shard.h"
 
 namespace snap {
 
@@ -50,6 +52,36 @@ std::set<std::string> finished_runs(const std::string& csv) {
   return done;
 }
 
+// With --resume, DIR/meta.json must come from the same spec (its hash), or the rows would mix matrices.
+void check_same_spec(const std::string& dir, const std::string& hash) {
+  const std::string meta_path = dir + "/meta.json";
+  std::ifstream in(meta_path);
+  if (!in) return;
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    return;  // unreadable: the CSV's own checks still apply
+  }
+  const auto* m = meta.contains("matrix") ? &meta["matrix"] : nullptr;
+  if (!m || !m->contains("spec_hash") || !(*m)["spec_hash"].is_string()) return;
+  const std::string old = (*m)["spec_hash"];
+  if (old != hash)
+    throw UsageError("--resume: " + dir + " holds runs of another spec (spec_hash " + old + ", this spec " + hash +
+                     "); use another --out");
+}
+
+// Per-shard estimates for --dry-run: "shard 2/3: 4 cases, 12 runs, est 35 s".
+void print_shard_estimates(const Matrix& m, int shard_i, int shard_n) {
+  for (int s = 1; s <= shard_n; ++s) {
+    const auto idx = shard_indices(m.cases, s, shard_n);
+    double est = 0;
+    for (size_t i : idx) est += estimate_run_seconds(m.cases[i].spec) * m.reps;
+    std::printf("%s shard %d/%d: %zu cases, %zu runs, est %s\n", s == shard_i ? "*" : " ", s, shard_n, idx.size(),
+                idx.size() * size_t(m.reps), fmt_duration(est).c_str());
+  }
+}
+
 }  // namespace
 
 void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& argv) {
@@ -65,7 +97,9 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
   cmd->add_flag("--resume", o->resume, "skip runs already in DIR/results.csv (failed ones are run again)");
   cmd->add_option("--shard", o->shard, "run only shard i of N (1-based), e.g. 2/4; join shards with `snapbench merge`")
       ->capture_default_str();
-  cmd->add_flag("--dry-run", o->dry_run, "list the runs and exit");
+  cmd->add_flag("--dry-run", o->dry_run,
+                "list the runs with their estimated time (and every shard's estimate with --shard); with --resume, "
+                "only the runs still to do; exits without running");
   cmd->add_option("--max-runs", o->max_runs, "refuse a spec with more runs than this (axes' product x reps)")
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", o->quiet, "no progress line even on a terminal");
@@ -76,18 +110,38 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     std::vector<MatrixCase> cases = shard_cases(m.cases, shard_i, shard_n);
     for (const auto& s : m.skipped) std::fprintf(stderr, "snapbench matrix: %s\n", s.c_str());
     const size_t total = cases.size() * size_t(m.reps);
+    const std::string hash = matrix_hash(m);
+    const std::string csv_path = o->out + "/results.csv";
+    if (o->resume) check_same_spec(o->out, hash);
+    std::set<std::string> done;  // read here for --dry-run; a real run reads it once the appender has opened the CSV
+    if (o->resume && o->dry_run) done = finished_runs(csv_path);
+    auto is_done = [&](const MatrixCase& c, int rep) {
+      RunSpec spec = c.spec;
+      spec.rep = rep;
+      return o->resume && done.count(run_key(resolve_spec(spec))) > 0;
+    };
     if (o->dry_run) {
-      std::printf("%s: %zu cases x %d reps = %zu runs (shard %d/%d)\n", m.name.c_str(), cases.size(), m.reps, total,
-                  shard_i, shard_n);
-      for (const auto& c : cases) std::printf("  %s\n", c.label.c_str());
+      double est = 0;
+      size_t to_do = 0;
+      std::printf("%s: %zu cases x %d reps = %zu runs (shard %d/%d), spec_hash %s\n", m.name.c_str(), cases.size(),
+                  m.reps, total, shard_i, shard_n, hash.c_str());
+      if (shard_n > 1) print_shard_estimates(m, shard_i, shard_n);
+      for (const auto& c : cases) {
+        const double one = estimate_run_seconds(c.spec);
+        int left = 0;
+        for (int rep = 0; rep < m.reps; ++rep) left += is_done(c, rep) ? 0 : 1;
+        to_do += size_t(left);
+        est += one * left;
+        if (left) std::printf("  %-60s est %5.2f s x %d\n", c.label.c_str(), one, left);
+      }
+      // The last line is for scripts (scripts/slurm-matrix reads it): runs left and their estimate.
+      std::printf("to run: %zu of %zu, est %s\n", to_do, total, fmt_duration(est).c_str());
       rc = 0;
       return;
     }
     std::error_code ec;
     std::filesystem::create_directories(o->out, ec);
     if (ec) throw UsageError("--out: cannot create " + o->out + ": " + ec.message());
-    const std::string csv_path = o->out + "/results.csv";
-    std::set<std::string> done;
     if (!o->resume && std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0)
       throw UsageError("--out: " + csv_path + " exists; pass --resume to continue it or choose another directory");
     // Opened before resume reads it: the appender drops a torn last row, whose run then runs again.
@@ -95,7 +149,8 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     if (o->resume) done = finished_runs(csv_path);
     nlohmann::json meta = provenance(argv);
     meta["matrix"] = {{"spec", o->spec}, {"name", m.name}, {"cases", m.cases.size()}, {"reps", m.reps},
-                      {"shard", o->shard}, {"skipped", m.skipped}};
+                      {"shard", o->shard}, {"skipped", m.skipped},
+                      {"spec_hash", hash}};
     write_json(o->out + "/meta.json", meta);
 
     InterruptGuard guard;
@@ -108,7 +163,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
         ++i;
         RunSpec spec = cases[k].spec;
         spec.rep = rep;
-        if (o->resume && done.count(run_key(resolve_spec(spec)))) {
+        if (is_done(cases[k], rep)) {
           ++skipped;
           continue;
         }

@@ -1,5 +1,6 @@
 // `snapbench merge OUT.csv IN.csv...`: joins result CSVs (e.g. shards of one matrix) into one file with
-// one header, refusing inputs of another schema, and lists the inputs' provenance in OUT's sidecar.
+// one header, refusing inputs of another schema or shards of another spec, and lists the inputs'
+// provenance in OUT's sidecar.
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "harness/commands.h"
 #include "harness/compare.h"
 #include "harness/csv_table.h"
+#include "harness/machines.h"
 #include "harness/provenance.h"
 
 namespace snap {
@@ -87,27 +89,85 @@ void warn_duplicate_runs(const std::vector<CsvTable>& inputs) {
                  duplicates - kMaxDuplicateWarnings);
 }
 
-// OUT's sidecar: {"merged_from": [{"csv": IN, "meta": IN's sidecar or null}, ...]}, written when at
-// least one input has a sidecar (an old OUT sidecar is removed otherwise, so it cannot mislead).
-void merge_sidecars(const std::string& out, const std::vector<std::string>& inputs) {
-  nlohmann::json merged = nlohmann::json::array();
-  bool any = false;
+// An input's sidecar: X.meta.json beside X.csv, or DIR/meta.json for a matrix's DIR/results.csv.
+std::string sidecar_of(const std::string& csv) {
+  const std::string beside = meta_path_for(csv);
+  if (std::filesystem::exists(beside)) return beside;
+  const std::filesystem::path p(csv);
+  if (p.filename() == "results.csv") {
+    const std::string matrix_meta = (p.parent_path() / "meta.json").string();
+    if (std::filesystem::exists(matrix_meta)) return matrix_meta;
+  }
+  return "";
+}
+
+// Every input's sidecar, parsed (null when it has none or it is not valid JSON).
+std::vector<nlohmann::json> read_sidecars(const std::vector<std::string>& inputs) {
+  std::vector<nlohmann::json> metas;
   for (const auto& in : inputs) {
-    nlohmann::json entry = {{"csv", in}, {"meta", nullptr}};
-    const std::string meta = meta_path_for(in);
-    if (std::filesystem::exists(meta)) {
-      std::ifstream f(meta);
+    nlohmann::json meta = nullptr;
+    const std::string path = sidecar_of(in);
+    if (!path.empty()) {
+      std::ifstream f(path);
       try {
-        entry["meta"] = nlohmann::json::parse(f);
-        any = true;
+        meta = nlohmann::json::parse(f);
       } catch (const nlohmann::json::exception& e) {
-        std::fprintf(stderr, "snapbench merge: warning: %s is not valid JSON (%s); left out\n", meta.c_str(), e.what());
+        std::fprintf(stderr, "snapbench merge: warning: %s is not valid JSON (%s); left out\n", path.c_str(), e.what());
       }
     }
-    merged.push_back(std::move(entry));
+    metas.push_back(std::move(meta));
+  }
+  return metas;
+}
+
+std::string matrix_field(const nlohmann::json& meta, const char* key) {
+  if (!meta.is_object() || !meta.contains("matrix") || !meta["matrix"].is_object()) return "";
+  const auto& m = meta["matrix"];
+  return m.contains(key) && m[key].is_string() ? m[key].get<std::string>() : "";
+}
+
+// Shards of different specs (their sidecars' spec_hash), or of one spec split into different shard
+// counts, must not be joined: their runs would not add up to one matrix. Returns the common hash.
+std::string check_one_spec(const std::vector<std::string>& inputs, const std::vector<nlohmann::json>& metas) {
+  std::string hash, hash_from, count, count_from;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string h = matrix_field(metas[i], "spec_hash");
+    if (h.empty()) continue;
+    if (hash.empty()) {
+      hash = h;
+      hash_from = inputs[i];
+    } else if (h != hash) {
+      throw UsageError("merge: " + inputs[i] + " comes from another spec than " + hash_from + " (spec_hash " + h +
+                       " vs " + hash + "); merge only shards of one spec, or pass --any-spec");
+    }
+    const std::string shard = matrix_field(metas[i], "shard");
+    const std::string n = shard.substr(shard.find('/') + 1);
+    if (count.empty()) {
+      count = n;
+      count_from = inputs[i];
+    } else if (n != count) {
+      throw UsageError("merge: " + inputs[i] + " is a shard of " + n + " and " + count_from + " a shard of " + count +
+                       ": the same spec split differently (shards would overlap); pass --any-spec to join anyway");
+    }
+  }
+  return hash;
+}
+
+// OUT's sidecar: {"merged_from": [{"csv": IN, "meta": IN's sidecar or null}, ...]} (plus the inputs'
+// common spec_hash), written when at least one input has a sidecar (an old OUT sidecar is removed
+// otherwise, so it cannot mislead).
+void merge_sidecars(const std::string& out, const std::vector<std::string>& inputs,
+                    const std::vector<nlohmann::json>& metas, const std::string& spec_hash) {
+  nlohmann::json merged = nlohmann::json::array();
+  bool any = false;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    merged.push_back({{"csv", inputs[i]}, {"meta", metas[i]}});
+    any = any || !metas[i].is_null();
   }
   const std::string out_meta = meta_path_for(out);
-  if (any) write_json(out_meta, nlohmann::json{{"merged_from", merged}});
+  nlohmann::json j{{"merged_from", merged}};
+  if (!spec_hash.empty()) j["spec_hash"] = spec_hash;
+  if (any) write_json(out_meta, j);
   else std::filesystem::remove(out_meta);
 }
 
@@ -116,16 +176,20 @@ void merge_sidecars(const std::string& out, const std::vector<std::string>& inpu
 void add_merge_command(CLI::App& app, int& rc) {
   auto* cmd = app.add_subcommand(
       "merge", "join result CSVs (e.g. shards of one matrix) into OUT: one header, every row; inputs must share "
-               "the header and schema_version; repeated runs are kept with a warning");
+               "the header and schema_version, and shards of a matrix one spec (spec_hash in their sidecars); "
+               "repeated runs are kept with a warning");
   struct Opts {
     std::string out;
     std::vector<std::string> inputs;
-    bool force = false;
+    bool force = false, any_spec = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("OUT", o->out, "the merged CSV to write (and OUT.meta.json listing the inputs' sidecars)")->required();
   cmd->add_option("INPUTS", o->inputs, "result CSVs to join")->required();
   cmd->add_flag("-f,--force", o->force, "replace OUT if it exists");
+  cmd->add_flag("--any-spec", o->any_spec,
+                "join matrix results of different specs or shard counts (refused by default: their runs do not "
+                "add up to one matrix)");
   cmd->callback([o, &rc]() {
     if (std::filesystem::exists(o->out) && !o->force)
       throw UsageError("merge: " + o->out + " already exists (pass --force to replace it)");
@@ -150,6 +214,8 @@ void add_merge_command(CLI::App& app, int& rc) {
       if (t.columns != inputs.front().columns)
         throw UsageError("merge: " + t.source + ": header differs from " + inputs.front().source + "'s (" +
                          header_difference(inputs.front(), t) + ")");
+    const auto metas = read_sidecars(o->inputs);
+    const std::string spec_hash = o->any_spec ? "" : check_one_spec(o->inputs, metas);
     warn_duplicate_runs(inputs);
 
     CsvTable merged;
@@ -166,8 +232,13 @@ void add_merge_command(CLI::App& app, int& rc) {
       if (!f) throw std::runtime_error("writing " + tmp + " failed");
     }
     std::filesystem::rename(tmp, o->out);
-    merge_sidecars(o->out, o->inputs);
+    merge_sidecars(o->out, o->inputs, metas, spec_hash);
     std::printf("merged %zu rows from %zu files into %s\n", merged.rows.size(), inputs.size(), o->out.c_str());
+    const auto machines = machines_in(merged);
+    if (machines.size() > 1)
+      std::printf("rows of %zu machines: %s (kept apart by the host, kernel and cpu_model columns: plot.py draws "
+                  "each machine separately, compare --host picks one)\n",
+                  machines.size(), list_machines(machines).c_str());
     rc = 0;
   });
 }

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/params.h"
 #include "core/units.h"
+#include "harness/machines.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 
@@ -315,6 +316,13 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
   for (const auto& c : left_out)
     report.warnings.push_back("only one table has column " + c + ": cases are matched without it");
   if (baseline.rows.empty()) report.warnings.push_back(baseline.source + " has no rows: nothing to compare against");
+  // Medians over several machines mean nothing: say so (--host keeps one machine's rows).
+  for (const CsvTable* t : {&baseline, &current}) {
+    const auto machines = machines_in(*t);
+    if (machines.size() > 1)
+      report.warnings.push_back(t->source + " holds runs of " + std::to_string(machines.size()) + " machines (" +
+                                list_machines(machines) + "): its medians pool them; compare one with --host");
+  }
 
   // Group rows into cases, baseline order first, then cases only the current table has. A case's
   // parameters are the ones it sets away from their default, so a baseline still matches after a

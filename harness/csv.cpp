@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "harness/spec_fields.h"
+#include "harness/provenance.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 
@@ -78,6 +79,10 @@ const std::vector<CsvColumn>& csv_columns() {
       {"extra_rss_bytes", "memory the strategy added (fork: copy-on-write copies; uffd-wp: copy-aside buffers)", [](const RunResult& r) { return u64(r.extra_rss_bytes); }},
       {"verified", "pass | fail | off: image compared byte for byte with the region at the consistency point; off when --verify was not given or the run failed before its image was finished (nothing to verify)", [](const RunResult& r) { return r.verified; }},
       {"notes", "strategy-specific facts (key=value;...), e.g. wp_unpopulated", [](const RunResult& r) { return r.notes; }},
+      // The machine that ran the row (the process writing it): merged results of several machines stay apart.
+      {"host", "host name of the machine that ran the run", [](const RunResult&) { return this_machine().host; }},
+      {"kernel", "kernel release of that machine (uname -r)", [](const RunResult&) { return this_machine().kernel; }},
+      {"cpu_model", "CPU model of that machine (/proc/cpuinfo model name)", [](const RunResult&) { return this_machine().cpu_model; }},
   };
   return cols;
 }

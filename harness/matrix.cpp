@@ -1,4 +1,4 @@
-// Matrix spec parsing (toml++), cross-product expansion, de-duplication, sharding and run order.
+// Matrix spec parsing (toml++), cross-product expansion, de-duplication and run order.
 #include "harness/matrix.h"
 
 #include <algorithm>
@@ -199,32 +199,12 @@ Matrix load_matrix(const std::string& path, uint64_t max_runs) {
   return parse_matrix(std::string(bytes.begin(), bytes.end()), path, max_runs);
 }
 
-std::vector<MatrixCase> shard_cases(const std::vector<MatrixCase>& cases, int index, int count) {
-  std::vector<MatrixCase> out;
-  for (size_t i = 0; i < cases.size(); ++i)
-    if (int(i % size_t(count)) == index - 1) out.push_back(cases[i]);
-  return out;
-}
-
 std::vector<size_t> shuffled_order(size_t n, uint64_t seed, int rep) {
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
   std::mt19937_64 rng(seed * 1000003ull + uint64_t(rep));
   for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[size_t(rng() % i)]);
   return order;
-}
-
-void parse_shard(const std::string& text, int& index, int& count) {
-  auto slash = text.find('/');
-  char* e1 = nullptr;
-  char* e2 = nullptr;
-  if (slash != std::string::npos) {
-    std::string a = text.substr(0, slash), b = text.substr(slash + 1);
-    index = int(std::strtol(a.c_str(), &e1, 10));
-    count = int(std::strtol(b.c_str(), &e2, 10));
-    if (!a.empty() && !b.empty() && !*e1 && !*e2 && count >= 1 && index >= 1 && index <= count) return;
-  }
-  throw UsageError("--shard: expected i/N with 1 <= i <= N, got '" + text + "'");
 }
 
 }  // namespace snap

@@ -1,4 +1,4 @@
-// Matrix specs (TOML): axes and fixed values expanded into runs, with sharding and run keys.
+// Matrix specs (TOML): axes and fixed values expanded into runs, and their run order (sharding: shard.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,15 +33,8 @@ inline constexpr uint64_t kDefaultMaxRuns = 100000;
 Matrix load_matrix(const std::string& path, uint64_t max_runs = kDefaultMaxRuns);
 Matrix parse_matrix(const std::string& toml_text, const std::string& origin, uint64_t max_runs = kDefaultMaxRuns);
 
-// The runs of shard `index` (1-based) of `count`: cases are dealt round-robin in spec order, so the
-// shards partition the matrix exactly and every repetition of a case lands in the same shard.
-std::vector<MatrixCase> shard_cases(const std::vector<MatrixCase>& cases, int index, int count);
-
 // Run order for one repetition: a deterministic shuffle (the machine drifts; do not run a strategy's
 // cases back to back).
 std::vector<size_t> shuffled_order(size_t n, uint64_t seed, int rep);
-
-// Parses "i/N" for --shard; throws UsageError.
-void parse_shard(const std::string& text, int& index, int& count);
 
 }  // namespace snap

@@ -47,6 +47,21 @@ std::string bracketed(const std::string& s) {
 
 }  // namespace
 
+const MachineFacts& this_machine() {
+  static const MachineFacts facts = [] {
+    MachineFacts f;
+    utsname u{};
+    uname(&u);
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    f.host = host;
+    f.kernel = u.release;
+    f.cpu_model = cpu_model();
+    return f;
+  }();
+  return facts;
+}
+
 nlohmann::json provenance(const std::vector<std::string>& command_line) {
   nlohmann::json j;
   utsname u{};

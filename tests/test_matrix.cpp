@@ -9,6 +9,7 @@
 #include "harness/csv.h"
 #include "harness/csv_table.h"
 #include "harness/matrix.h"
+#include "harness/shard.h"
 #include "tests/cli_helpers.h"
 
 using namespace snap;
