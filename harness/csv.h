@@ -9,7 +9,7 @@
 
 namespace snap {
 
-constexpr int kSchemaVersion = 3;  // 2: the workload column; 3: fsync and verify
+constexpr int kSchemaVersion = 4;  // 2: the workload column; 3: fsync and verify; 4: calib_bytes_s
 
 struct CsvColumn {
   std::string name;     // units in the name: _bytes, _s, _us, _pages_s
