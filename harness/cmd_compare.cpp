@@ -54,13 +54,17 @@ void add_compare_command(CLI::App& app, int& rc) {
                   "utest: REGRESSED when a two-sided Mann-Whitney U test over the repetitions gives p < --alpha AND the "
                   "medians differ beyond the metric's ratio and floor (with too few repetitions for p < alpha, the "
                   "median rule alone); median: the medians beyond ratio and floor only")
-      ->capture_default_str();
-  cmd->add_option("--alpha", o->alpha, "significance level of the U test (two-sided)")->capture_default_str();
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cmd->add_option("--alpha", o->alpha, "significance level of the U test (two-sided)")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--normalise", o->normalise,
                   "calib: judge times (_s metrics) per calibration, each table's median calib_bytes_s (the machine's "
                   "speed during that run), so a uniformly slower machine is no regression; row: per each row's own "
                   "calibration (noisier); off: raw times. Cases without a calibration are judged raw")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_flag("--markdown", o->markdown, "print the table as Markdown (for a CI job summary)");
   cmd->add_flag("--problems-only", o->problems_only, "leave out the rows whose verdict is ok or improved");
   cmd->callback([o, &rc]() {

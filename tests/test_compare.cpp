@@ -614,6 +614,8 @@ TEST(CompareCli, DecisionFlags) {
       {files + tmp / "slow.csv", 1, "completion_s/cal"},
       {files + tmp / "machine.csv", 0, "PASS"},
       {files + tmp / "machine.csv" + " --normalise off", 1, "REGRESSED"},
+      // The last value wins, so flags after scripts/regression-check's settings override them.
+      {files + tmp / "machine.csv" + " --normalise off --normalise calib", 0, "PASS"},
       {files + tmp / "slow.csv" + " --decision median", 1, "REGRESSED"},
       // 6 vs 6 cannot reach p < 1e-4 (the smallest p is 2/924): the median rule decides alone.
       {files + tmp / "slow.csv" + " --alpha 0.0001", 1, "REGRESSED"},
