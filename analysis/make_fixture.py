@@ -14,13 +14,13 @@ import os
 import random
 import sys
 
-# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 4).
+# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 5).
 COLUMNS = [
     "schema_version", "strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate",
     "thp", "numa_node", "rate", "rate_target_pages_s", "rate_before_pages_s", "rate_during_pages_s", "sink",
     "bandwidth_bytes_s", "warmup_s", "fsync", "verify", "seed", "rep", "status", "reason", "params", "image_bytes",
     "nonzero_rss_bytes", "pages_saved", "unique_pages", "duplicate_pages", "zero_pages", "image_ratio",
-    "completion_s", "downtime_s", "freeze_s", "passes", "converged", "faults", "writes_during",
+    "completion_s", "downtime_s", "freeze_s", "calib_bytes_s", "passes", "converged", "faults", "writes_during",
     "write_p50_us", "write_p99_us", "write_p999_us", "write_max_us", "write_before_p99_us",
     "extra_rss_bytes", "verified", "notes", "host", "kernel", "cpu_model",
 ]
@@ -91,7 +91,7 @@ def row_for(strategy, tracker, params, rate_mib, rep, rng):
     target = rate_mib * (1 << 20) / PAGE
     r = {c: "" for c in COLUMNS}
     r.update({
-        "schema_version": 4, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
+        "schema_version": 5, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": f"{rate_mib}MiB/s", "rate_target_pages_s": f"{target:.9g}",
         "rate_before_pages_s": f"{target * rng.uniform(0.995, 1.0):.9g}",
@@ -158,6 +158,8 @@ def row_for(strategy, tracker, params, rate_mib, rep, rng):
         "write_p50_us": f"{p50:.9g}", "write_p99_us": f"{p99:.9g}", "write_p999_us": f"{p999:.9g}",
         "write_max_us": f"{pmax:.9g}", "write_before_p99_us": f"{base_p99:.9g}",
         "extra_rss_bytes": extra_rss, "verified": "pass" if records else "off",
+        # The same-run calibration (a constant here: drawing it would change every later value).
+        "calib_bytes_s": 5e9 if records else 0,
     })
     r["image_ratio"] = f"{r['image_bytes'] / REGION_BYTES:.9g}"
     if strategy == "uffd-wp":
@@ -168,12 +170,12 @@ def row_for(strategy, tracker, params, rate_mib, rep, rng):
 def unsupported_row():
     r = {c: "" for c in COLUMNS}
     for c in ("image_bytes", "nonzero_rss_bytes", "pages_saved", "unique_pages", "duplicate_pages",
-              "zero_pages", "image_ratio", "completion_s", "downtime_s", "freeze_s", "passes", "faults",
+              "zero_pages", "image_ratio", "completion_s", "downtime_s", "freeze_s", "calib_bytes_s", "passes", "faults",
               "writes_during", "write_p50_us", "write_p99_us", "write_p999_us", "write_max_us",
               "write_before_p99_us", "extra_rss_bytes", "rate_before_pages_s", "rate_during_pages_s"):
         r[c] = 0
     r.update({
-        "schema_version": 4, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
+        "schema_version": 5, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": "64MiB/s", "rate_target_pages_s": 16384, "sink": "null", "bandwidth_bytes_s": BANDWIDTH,
         "warmup_s": 0.5, "fsync": 0, "verify": 1, "seed": 1, "rep": 0, "status": "unsupported",

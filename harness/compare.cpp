@@ -1,4 +1,5 @@
-// Matches runs of two result tables by their parameters and judges every metric and invariant.
+// Matches runs of two result tables by their parameters and judges every metric and invariant
+// (formatting is compare_format.cpp).
 #include "harness/compare.h"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "core/params.h"
 #include "core/units.h"
 #include "harness/machines.h"
+#include "harness/mann_whitney.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 
@@ -29,9 +31,10 @@ bool must_have_no_duplicates(const std::string& strategy) {
 // Where the columns the comparison reads are in one table.
 struct Layout {
   std::vector<size_t> key;
-  size_t strategy = 0, tracker = 0, status = 0, reason = 0, verified = 0, duplicate_pages = 0;
+  size_t strategy = 0, tracker = 0, region_bytes = 0, status = 0, reason = 0, verified = 0, duplicate_pages = 0;
   std::vector<long> metric;  // per tolerance; -1 for an unchecked metric the table lacks
   long schema_version = -1;
+  long calib = -1;           // calib_bytes_s; -1 in tables from before the calibration (schema 1)
 };
 
 Layout layout_of(const CsvTable& t, const std::vector<MetricTolerance>& tolerances) {
@@ -39,12 +42,14 @@ Layout layout_of(const CsvTable& t, const std::vector<MetricTolerance>& toleranc
   for (const auto& c : case_key_columns()) l.key.push_back(t.require_column(c));
   l.strategy = t.require_column("strategy");
   l.tracker = t.require_column("tracker");
+  l.region_bytes = t.require_column("region_bytes");
   l.status = t.require_column("status");
   l.reason = t.require_column("reason");
   l.verified = t.require_column("verified");
   l.duplicate_pages = t.require_column("duplicate_pages");
   for (const auto& m : tolerances) l.metric.push_back(m.ratio > 0 ? long(t.require_column(m.metric)) : t.find_column(m.metric));
   l.schema_version = t.find_column("schema_version");
+  l.calib = t.find_column("calib_bytes_s");
   return l;
 }
 
@@ -103,33 +108,16 @@ double max_of(const CsvTable& t, size_t column, const std::vector<size_t>& rows)
   return m;
 }
 
+std::string pages_text(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.0f", v);
+  return b;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::string printf_string(const char* fmt, double v, const char* unit) {
-  char b[64];
-  std::snprintf(b, sizeof b, fmt, v, unit);
-  return b;
-}
-
-std::string format_value(double v, const std::string& unit) {
-  if (unit == "s") {
-    double a = std::fabs(v);
-    if (a == 0) return "0 s";
-    if (a < 1e-3) return printf_string("%.3g %s", v * 1e6, "us");
-    if (a < 1) return printf_string("%.3g %s", v * 1e3, "ms");
-    return printf_string("%.3g %s", v, "s");
-  }
-  if (unit == "us") {
-    if (std::fabs(v) >= 1000) return printf_string("%.3g %s", v / 1e3, "ms");
-    return printf_string("%.3g %s", v, "us");
-  }
-  if (unit == "bytes") return format_bytes(v);
-  if (unit == "pages") return printf_string("%.0f%s", v, "");
-  return printf_string("%.4g%s", v, unit.c_str());
 }
 
 // Short names for the case label.
@@ -178,6 +166,75 @@ std::vector<std::string> case_labels(const std::vector<Case>& cases) {
   return labels;
 }
 
+bool has_calibration(const CsvTable& t, const Layout& l, const std::vector<size_t>& rows) {
+  if (l.calib < 0) return false;
+  for (size_t r : rows)
+    if (!(t.number(r, size_t(l.calib)) > 0)) return false;
+  return true;
+}
+
+// The median calibration of a table's finished runs that have one (0: none has).
+double table_calibration(const CsvTable& t, const Layout& l) {
+  if (l.calib < 0) return 0;
+  std::vector<double> v;
+  for (size_t r = 0; r < t.rows.size(); ++r)
+    if (t.rows[r][l.status] == "ok" && t.number(r, size_t(l.calib)) > 0) v.push_back(t.number(r, size_t(l.calib)));
+  return v.empty() ? 0 : median(v);
+}
+
+// One side's repetitions of a metric: as recorded, and the values judged (per calibration when
+// normalised: time x calibration / region_bytes, with the table's calibration, or each row's own
+// when `calib` is 0).
+struct Sample {
+  std::vector<double> raw, judged;
+};
+
+Sample sample(const CsvTable& t, const Layout& l, size_t column, const std::vector<size_t>& rows, bool normalised,
+              double calib) {
+  Sample s;
+  for (size_t r : rows) {
+    const double v = t.number(r, column);
+    s.raw.push_back(v);
+    if (!normalised) {
+      s.judged.push_back(v);
+      continue;
+    }
+    const double c = calib > 0 ? calib : t.number(r, size_t(l.calib));
+    s.judged.push_back(v * c / t.number(r, l.region_bytes));
+  }
+  return s;
+}
+
+double ratio_of(double b, double c) { return b != 0 ? c / b : (c == 0 ? 1.0 : std::numeric_limits<double>::infinity()); }
+
+// The verdict on one metric of one case. The floor is on the recorded medians (an absolute amount of
+// noise); the effect (ratio) on the judged medians; the U test on the judged repetitions.
+CompareRow judge(const std::string& label, const MetricTolerance& t, const CompareOptions& options, const Sample& b,
+                 const Sample& c, bool normalised) {
+  CompareRow r;
+  r.case_label = label;
+  r.check = t.metric;
+  r.unit = t.unit;
+  r.normalised = normalised;
+  r.baseline_value = median(b.judged);
+  r.current_value = median(c.judged);
+  r.baseline_raw = median(b.raw);
+  r.current_raw = median(c.raw);
+  r.baseline_n = b.raw.size();
+  r.current_n = c.raw.size();
+  r.ratio = ratio_of(r.baseline_value, r.current_value);
+  const double diff = r.current_raw - r.baseline_raw;
+  const bool worse = diff > t.floor && r.current_value > r.baseline_value * t.ratio;
+  const bool better = -diff > t.floor && r.current_value * t.ratio < r.baseline_value;
+  bool significant = true;
+  if (options.decision == Decision::kUTest && mann_whitney_min_p(r.baseline_n, r.current_n) < options.alpha) {
+    r.p_value = mann_whitney(c.judged, b.judged).p;
+    significant = r.p_value < options.alpha;
+  }
+  r.verdict = !significant ? Verdict::kOk : worse ? Verdict::kRegressed : better ? Verdict::kImproved : Verdict::kOk;
+  return r;
+}
+
 std::set<std::string> column_values(const CsvTable& t, long column) {
   std::set<std::string> out;
   if (column >= 0)
@@ -189,14 +246,6 @@ std::string joined(const std::set<std::string>& s) {
   std::string out;
   for (const auto& v : s) out += (out.empty() ? "" : ",") + v;
   return out.empty() ? "?" : out;
-}
-
-std::string ratio_text(double ratio) {
-  if (ratio < 0) return "-";
-  if (std::isinf(ratio)) return "inf";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2fx", ratio);
-  return b;
 }
 
 }  // namespace
@@ -304,6 +353,14 @@ std::string non_default_params(const std::string& params) {
 
 CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& current_table,
                              const std::vector<MetricTolerance>& tolerances) {
+  CompareOptions options;
+  options.tolerances = tolerances;
+  return compare_tables(baseline_table, current_table, options);
+}
+
+CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& current_table,
+                             const CompareOptions& options) {
+  const auto& tolerances = options.tolerances;
   CsvTable baseline = with_case_columns(baseline_table), current = with_case_columns(current_table);
   const std::vector<std::string> left_out = align_case_columns(baseline, current);
   const Layout bl = layout_of(baseline, tolerances), cl = layout_of(current, tolerances);
@@ -323,6 +380,7 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
       report.warnings.push_back(t->source + " holds runs of " + std::to_string(machines.size()) + " machines (" +
                                 list_machines(machines) + "): its medians pool them; compare one with --host");
   }
+  const double base_calib = table_calibration(baseline, bl), cur_calib = table_calibration(current, cl);
 
   // Group rows into cases, baseline order first, then cases only the current table has. A case's
   // parameters are the ones it sets away from their default, so a baseline still matches after a
@@ -386,9 +444,8 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
           not_pass ? Verdict::kBroken : Verdict::kOk);
     if (must_have_no_duplicates(strategy)) {
       double cur_max = max_of(current, cl.duplicate_pages, c.cur);
-      row("duplicate_pages=0",
-          c.base.empty() ? "(none)" : format_value(max_of(baseline, bl.duplicate_pages, c.base), "pages"),
-          format_value(cur_max, "pages"), cur_max > 0 ? Verdict::kBroken : Verdict::kOk);
+      row("duplicate_pages=0", c.base.empty() ? "(none)" : pages_text(max_of(baseline, bl.duplicate_pages, c.base)),
+          pages_text(cur_max), cur_max > 0 ? Verdict::kBroken : Verdict::kOk);
     }
 
     // Metrics: medians over the repetitions that finished (status ok) on each side.
@@ -399,97 +456,21 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
     for (size_t r : c.cur)
       if (current.rows[r][cl.status] == "ok") cur_rows.push_back(r);
     if (base_rows.empty() || cur_rows.empty()) continue;
+    // Times are judged per calibration only when every repetition on both sides has one.
+    const bool calibrated = options.normalise != CompareOptions::Normalise::kOff && base_calib > 0 &&
+                            cur_calib > 0 && has_calibration(baseline, bl, base_rows) &&
+                            has_calibration(current, cl, cur_rows);
     for (size_t m = 0; m < tolerances.size(); ++m) {
       const MetricTolerance& t = tolerances[m];
       if (t.ratio <= 0 || (!t.strategy.empty() && t.strategy != strategy)) continue;
-      std::vector<double> bvals, cvals;
-      for (size_t r : base_rows) bvals.push_back(baseline.number(r, size_t(bl.metric[m])));
-      for (size_t r : cur_rows) cvals.push_back(current.number(r, size_t(cl.metric[m])));
-      const double b = median(bvals), cur = median(cvals);
-      const double diff = cur - b;
-      Verdict v = Verdict::kOk;
-      if (diff > t.floor && cur > b * t.ratio) v = Verdict::kRegressed;
-      else if (-diff > t.floor && cur * t.ratio < b) v = Verdict::kImproved;
-      CompareRow r;
-      r.case_label = label;
-      r.check = t.metric;
-      r.baseline = format_value(b, t.unit);
-      r.current = format_value(cur, t.unit);
-      r.baseline_value = b;
-      r.current_value = cur;
-      r.ratio = b != 0 ? cur / b : (cur == 0 ? 1.0 : std::numeric_limits<double>::infinity());
-      r.verdict = v;
-      report.rows.push_back(std::move(r));
+      const bool normalised = calibrated && t.unit == "s";
+      const bool per_row = options.normalise == CompareOptions::Normalise::kRow;
+      Sample bs = sample(baseline, bl, size_t(bl.metric[m]), base_rows, normalised, per_row ? 0 : base_calib);
+      Sample cs = sample(current, cl, size_t(cl.metric[m]), cur_rows, normalised, per_row ? 0 : cur_calib);
+      report.rows.push_back(judge(label, t, options, bs, cs, normalised));
     }
   }
   return report;
-}
-
-std::string summary_line(const CompareReport& report) {
-  std::string out = "compare: " + std::to_string(report.cases_matched) + " cases matched, " +
-                    std::to_string(report.cases_missing) + " missing, " + std::to_string(report.cases_new) + " new; ";
-  size_t checks = 0;
-  for (const auto& r : report.rows)
-    if (r.verdict != Verdict::kNew && r.verdict != Verdict::kMissing) ++checks;
-  out += std::to_string(checks) + " checks: " + std::to_string(report.count(Verdict::kOk)) + " ok, " +
-         std::to_string(report.count(Verdict::kImproved)) + " improved, " +
-         std::to_string(report.count(Verdict::kRegressed)) + " REGRESSED, " +
-         std::to_string(report.count(Verdict::kBroken)) + " BROKEN";
-  if (!report.failed()) return out + " -> PASS";
-  // Name what failed, so the one line in a CI log says where to look.
-  std::vector<std::string> what;
-  for (const auto& r : report.rows) {
-    if (r.verdict != Verdict::kRegressed && r.verdict != Verdict::kBroken && r.verdict != Verdict::kMissing) continue;
-    std::string name = r.verdict == Verdict::kMissing ? "missing cases" : r.check;
-    if (std::find(what.begin(), what.end(), name) == what.end()) what.push_back(name);
-  }
-  std::string names;
-  for (const auto& w : what) names += (names.empty() ? "" : ", ") + w;
-  return out + " -> FAIL (" + names + ")";
-}
-
-std::string format_report_text(const CompareReport& report, bool problems_only) {
-  std::vector<std::vector<std::string>> cells = {{"case", "check", "baseline", "current", "ratio", "verdict"}};
-  for (const auto& r : report.rows) {
-    if (problems_only && (r.verdict == Verdict::kOk || r.verdict == Verdict::kImproved)) continue;
-    cells.push_back({r.case_label, r.check, r.baseline, r.current, ratio_text(r.ratio), verdict_name(r.verdict)});
-  }
-  std::vector<size_t> width(6, 0);
-  for (const auto& line : cells)
-    for (size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], line[i].size());
-  std::string out;
-  for (const auto& w : report.warnings) out += "warning: " + w + "\n";
-  for (const auto& line : cells) {
-    std::string text;
-    for (size_t i = 0; i < line.size(); ++i) {
-      // Numbers read best right-aligned, names left-aligned.
-      bool right = i >= 2 && i <= 4;
-      std::string pad(width[i] - line[i].size(), ' ');
-      text += (i ? "  " : "") + (right ? pad + line[i] : line[i] + (i + 1 < line.size() ? pad : ""));
-    }
-    out += text + "\n";
-  }
-  return out + summary_line(report) + "\n";
-}
-
-std::string format_report_markdown(const CompareReport& report, bool problems_only) {
-  auto cell = [](std::string s) {
-    std::string out;
-    for (char ch : s) out += ch == '|' ? std::string("\\|") : std::string(1, ch);
-    return out;
-  };
-  std::string out;
-  for (const auto& w : report.warnings) out += "> warning: " + cell(w) + "\n\n";
-  out += "| case | check | baseline | current | ratio | verdict |\n|---|---|--:|--:|--:|---|\n";
-  for (const auto& r : report.rows) {
-    if (problems_only && (r.verdict == Verdict::kOk || r.verdict == Verdict::kImproved)) continue;
-    std::string verdict = verdict_name(r.verdict);
-    if (r.verdict == Verdict::kRegressed || r.verdict == Verdict::kBroken || r.verdict == Verdict::kMissing)
-      verdict = "**" + verdict + "**";
-    out += "| " + cell(r.case_label) + " | " + cell(r.check) + " | " + cell(r.baseline) + " | " + cell(r.current) +
-           " | " + ratio_text(r.ratio) + " | " + verdict + " |\n";
-  }
-  return out + "\n" + summary_line(report) + "\n";
 }
 
 }  // namespace snap

@@ -67,6 +67,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"completion_s", "wall time of the whole snapshot, from its start until the image is finished", [](const RunResult& r) { return num(r.completion_s); }},
       {"downtime_s", "time the writers were held paused (verify reference copy excluded)", [](const RunResult& r) { return num(r.downtime_s); }},
       {"freeze_s", "time of the freeze primitive inside the pause (fork(), write-protect, tracker arming)", [](const RunResult& r) { return num(r.freeze_s); }},
+      {"calib_bytes_s", "same-run calibration: bytes/s at which the region's resident pages (up to 64 MiB) were saved into an uncapped null sink just before the snapshot, writers running (0: not measured, e.g. none); compare judges times relative to it", [](const RunResult& r) { return num(r.calib_bytes_s); }},
       {"passes", "passes over memory (precopy: iterations including the final stop-and-copy)", [](const RunResult& r) { return u64(r.passes); }},
       {"converged", "precopy: 1 if the dirty set fit the downtime budget, 0 if it stopped on max_passes", [](const RunResult& r) { return std::string(r.converged ? "1" : "0"); }},
       {"faults", "write faults serviced by the strategy or tracker", [](const RunResult& r) { return u64(r.faults); }},

@@ -18,6 +18,7 @@
 #include "core/sink.h"
 #include "core/sink_tee.h"
 #include "core/units.h"
+#include "harness/calibration.h"
 #include "harness/spec_fields.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
@@ -256,6 +257,9 @@ RunResult run_once(const RunSpec& spec) {
     Workload& workload = *running;
     workload.set_phase(Phase::kWarmup);
     std::this_thread::sleep_for(std::chrono::duration<double>(spec.warmup_s));
+    // The machine's speed right now, for compare to judge this run's times against (not for `none`:
+    // its time is its duration parameter, not work the machine does).
+    if (want_image) res.calib_bytes_s = calibrate_save_rate(region);
 
     HarnessControl control(workload, region, reference.get());
     StrategyMetrics metrics;

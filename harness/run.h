@@ -56,6 +56,7 @@ struct RunResult {
   double completion_s = 0;
   double downtime_s = 0;
   double freeze_s = 0;
+  double calib_bytes_s = 0;            // same-run calibration: save rate just before the snapshot (0: none)
   uint64_t passes = 0;
   bool converged = true;
   uint64_t faults = 0;

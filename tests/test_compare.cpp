@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "harness/compare.h"
+#include "harness/compare_format.h"
 #include "harness/csv.h"
 #include "harness/csv_table.h"
 #include "tests/cli_helpers.h"
@@ -343,7 +344,7 @@ TEST(Compare, ReportFormats) {
   EXPECT_EQ(text.find("uffd-wp"), std::string::npos) << "problems only:\n" << text;
   EXPECT_NE(text.find("3.00x"), std::string::npos) << text;
   std::string md = format_report_markdown(rep, false);
-  EXPECT_NE(md.find("| case | check | baseline | current | ratio | verdict |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| case | check | baseline | current | ratio | p (reps) | verdict |"), std::string::npos) << md;
   EXPECT_NE(md.find("**REGRESSED**"), std::string::npos) << md;
   EXPECT_NE(md.find("| uffd-wp |"), std::string::npos) << md;
 }
@@ -475,4 +476,162 @@ TEST(Compare, ABaselineWithoutTheWorkloadColumnMeansThreadsAndWorkloadsAreCasesA
   CompareReport apart = compare_tables(parse_csv_table("old", old_baseline), table("cur", other));
   EXPECT_EQ(apart.cases_missing, 1u) << format_report_text(apart, false);
   EXPECT_EQ(apart.cases_new, 1u);
+}
+
+namespace {
+
+// `reps` repetitions of stop-copy: completion times spread by +-6 % around `completion`, calibration
+// `calib` bytes/s (the same spread, independently ordered, as on a real machine).
+std::vector<RunResult> calibrated_runs(int reps, double completion, double calib) {
+  std::vector<RunResult> runs;
+  const double spread[] = {1.0, 1.04, 0.97, 1.06, 0.95, 1.02, 0.99, 1.05, 0.94, 1.01};
+  for (int rep = 0; rep < reps; ++rep) {
+    RunResult r = rep_of("stop-copy", rep);
+    r.completion_s = completion * spread[rep % 10];
+    r.downtime_s = r.completion_s;
+    r.calib_bytes_s = calib * spread[(rep + 3) % 10];
+    runs.push_back(r);
+  }
+  return runs;
+}
+
+}  // namespace
+
+// A machine 1.5x slower today (every time 1.5x, the calibration 1.5x slower) is not a regression of
+// the strategy; the strategy 1.5x slower on an unchanged machine is. Raw times cannot tell them apart.
+TEST(Compare, TimesPerCalibrationSeparateASlowerMachineFromASlowerStrategy) {
+  const auto base = calibrated_runs(6, 0.100, 6e9);
+  const auto slow_machine = calibrated_runs(6, 0.150, 4e9);
+  const auto slow_strategy = calibrated_runs(6, 0.150, 6e9);
+  auto tol = default_tolerances();
+  set_tolerance(tol, "completion_s=1.2", "--tolerance");
+  set_tolerance(tol, "downtime_s=1.2", "--tolerance");
+  CompareOptions opt;
+  opt.tolerances = tol;
+
+  CompareReport machine = compare_tables(table("a", base), table("b", slow_machine), opt);
+  EXPECT_FALSE(machine.failed()) << format_report_text(machine, false);
+  const CompareRow* c = find_row(machine, "stop-copy", "completion_s");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->normalised);
+  EXPECT_NEAR(c->ratio, 1.0, 0.1);
+  EXPECT_NEAR(c->current_raw / c->baseline_raw, 1.5, 0.1);
+
+  CompareReport strategy = compare_tables(table("a", base), table("b", slow_strategy), opt);
+  EXPECT_TRUE(strategy.failed()) << format_report_text(strategy, false);
+  EXPECT_EQ(find_row(strategy, "stop-copy", "completion_s")->verdict, Verdict::kRegressed);
+  EXPECT_EQ(find_row(strategy, "stop-copy", "downtime_s")->verdict, Verdict::kRegressed);
+  EXPECT_NE(format_report_text(strategy, true).find("completion_s/cal"), std::string::npos);
+
+  opt.normalise = CompareOptions::Normalise::kRow;  // each row's own calibration: the same verdicts here
+  EXPECT_FALSE(compare_tables(table("a", base), table("b", slow_machine), opt).failed());
+  EXPECT_TRUE(compare_tables(table("a", base), table("b", slow_strategy), opt).failed());
+  opt.normalise = CompareOptions::Normalise::kOff;
+  EXPECT_TRUE(compare_tables(table("a", base), table("b", slow_machine), opt).failed());
+}
+
+// Without a calibration on every repetition (none, or a schema-1 table without the column) times are
+// judged raw: the committed baseline keeps working after the column was added.
+TEST(Compare, WithoutACalibrationTimesAreJudgedRaw) {
+  const auto base = calibrated_runs(6, 0.100, 6e9);
+  auto cur = calibrated_runs(6, 0.100, 6e9);
+  cur[2].calib_bytes_s = 0;
+  CompareReport rep = compare_tables(table("a", base), table("b", cur), CompareOptions{});
+  ASSERT_NE(find_row(rep, "stop-copy", "completion_s"), nullptr);
+  EXPECT_FALSE(find_row(rep, "stop-copy", "completion_s")->normalised);
+
+  const std::string old = without_column(csv_text(base), "calib_bytes_s");
+  rep = compare_tables(parse_csv_table("old.csv", old), table("b", base), CompareOptions{});
+  EXPECT_FALSE(rep.failed()) << format_report_text(rep, false);
+  EXPECT_FALSE(find_row(rep, "stop-copy", "completion_s")->normalised);
+}
+
+// The U test decides only where its repetitions can reach p < alpha: two samples whose medians differ
+// by 1.3x but that overlap (one slow baseline repetition among fast ones, and so on) are not a
+// significant change; the median rule alone calls them regressed. Separated samples are both.
+TEST(Compare, TheUTestNeedsSignificanceAndTheEffect) {
+  auto tol = default_tolerances();
+  set_tolerance(tol, "completion_s=1.2", "--tolerance");
+  set_tolerance(tol, "downtime_s=off", "--tolerance");
+  CompareOptions utest;
+  utest.tolerances = tol;
+  CompareOptions med = utest;
+  med.decision = Decision::kMedian;
+
+  auto base = calibrated_runs(5, 0.100, 6e9);
+  auto cur = calibrated_runs(5, 0.100, 6e9);
+  // Baseline 0.08 0.09 0.10 0.20 0.21; current 0.085 0.13 0.14 0.15 0.22: medians 0.10 -> 0.14,
+  // ranks of current among the 10: 2,5,6,7,10 -> U = 30 - 15 = 15 of 25, p = 0.69 (exact).
+  const double b[] = {0.08, 0.09, 0.10, 0.20, 0.21}, c[] = {0.085, 0.13, 0.14, 0.15, 0.22};
+  for (int i = 0; i < 5; ++i) {
+    base[i].completion_s = b[i];
+    cur[i].completion_s = c[i];
+    base[i].calib_bytes_s = cur[i].calib_bytes_s = 6e9;
+  }
+  CompareReport u = compare_tables(table("a", base), table("b", cur), utest);
+  const CompareRow* row = find_row(u, "stop-copy", "completion_s");
+  ASSERT_NE(row, nullptr);
+  EXPECT_NEAR(row->ratio, 1.4, 1e-9);
+  EXPECT_NEAR(row->p_value, 0.6904761904761905, 1e-9);
+  EXPECT_EQ(row->verdict, Verdict::kOk) << format_report_text(u, false);
+  EXPECT_EQ(find_row(compare_tables(table("a", base), table("b", cur), med), "stop-copy", "completion_s")->verdict,
+            Verdict::kRegressed);
+
+  for (int i = 0; i < 5; ++i) cur[i].completion_s = 0.3 + 0.01 * i;  // every current above every baseline
+  u = compare_tables(table("a", base), table("b", cur), utest);
+  EXPECT_NEAR(find_row(u, "stop-copy", "completion_s")->p_value, 2.0 / 252, 1e-9);
+  EXPECT_EQ(find_row(u, "stop-copy", "completion_s")->verdict, Verdict::kRegressed);
+  // Significant but within the effect (every current above every baseline, medians 1.1x apart): a real
+  // but small change is not a regression.
+  for (int i = 0; i < 5; ++i) {
+    base[i].completion_s = 0.100 + 0.001 * i;
+    cur[i].completion_s = 0.110 + 0.001 * i;
+  }
+  u = compare_tables(table("a", base), table("b", cur), utest);
+  EXPECT_NEAR(find_row(u, "stop-copy", "completion_s")->p_value, 2.0 / 252, 1e-9);
+  EXPECT_EQ(find_row(u, "stop-copy", "completion_s")->verdict, Verdict::kOk);
+}
+
+// With 3 repetitions a side no ordering reaches p < 0.05 (the smallest p is 0.1): the test cannot
+// decide, so the median rule does, and the row says no test was made.
+TEST(Compare, TooFewRepetitionsForTheTestFallBackToTheMedianRule) {
+  auto base = baseline_runs();
+  auto cur = base;
+  each(cur, "stop-copy", [](RunResult& r) { r.completion_s *= 3; });
+  CompareReport rep = compare_tables(table("a", base), table("b", cur), CompareOptions{});
+  const CompareRow* row = find_row(rep, "stop-copy", "completion_s");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->verdict, Verdict::kRegressed);
+  EXPECT_DOUBLE_EQ(row->p_value, -1);
+}
+
+TEST(CompareCli, DecisionFlags) {
+  snaptest::TempDir tmp;
+  const auto base = calibrated_runs(6, 0.100, 6e9);
+  write_file(tmp / "base.csv", csv_text(base));
+  write_file(tmp / "slow.csv", csv_text(calibrated_runs(6, 0.300, 6e9)));
+  write_file(tmp / "machine.csv", csv_text(calibrated_runs(6, 0.300, 2e9)));
+  const std::string files = " --baseline " + tmp / "base.csv" + " --current ";
+  struct Case {
+    std::string args;
+    int rc;
+    std::string must_mention;
+  } cases[] = {
+      {files + tmp / "slow.csv", 1, "completion_s/cal"},
+      {files + tmp / "machine.csv", 0, "PASS"},
+      {files + tmp / "machine.csv" + " --normalise off", 1, "REGRESSED"},
+      // The last value wins, so flags after scripts/regression-check's settings override them.
+      {files + tmp / "machine.csv" + " --normalise off --normalise calib", 0, "PASS"},
+      {files + tmp / "slow.csv" + " --decision median", 1, "REGRESSED"},
+      // 6 vs 6 cannot reach p < 1e-4 (the smallest p is 2/924): the median rule decides alone.
+      {files + tmp / "slow.csv" + " --alpha 0.0001", 1, "REGRESSED"},
+      {files + tmp / "slow.csv" + " --decision vote", 2, "--decision"},
+      {files + tmp / "slow.csv" + " --alpha 1.5", 2, "--alpha"},
+      {files + tmp / "slow.csv" + " --normalise maybe", 2, "--normalise"},
+  };
+  for (const auto& c : cases) {
+    auto r = snaptest::run_snapbench("compare" + c.args);
+    EXPECT_EQ(r.rc, c.rc) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.must_mention), std::string::npos) << c.must_mention << " in\n" << r.out;
+  }
 }
