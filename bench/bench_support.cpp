@@ -93,6 +93,13 @@ void set_counter(benchmark::State& state, const char* name, double value) {
   state.counters[name] = benchmark::Counter(value);
 }
 
+void set_fault_latency_counters(benchmark::State& state, const snap::Histogram& latency) {
+  set_counter(state, "ns_per_fault", latency.mean());
+  set_counter(state, "p50_ns", double(latency.percentile(0.50)));
+  set_counter(state, "p99_ns", double(latency.percentile(0.99)));
+  set_counter(state, "max_ns", double(latency.max()));
+}
+
 void set_ms_per_gib(benchmark::State& state, uint64_t elapsed_ns, uint64_t bytes) {
   if (bytes == 0) return;
   set_counter(state, "ms_per_GiB", double(elapsed_ns) * 1e-6 / (double(bytes) / double(kGiB)));

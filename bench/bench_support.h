@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/histogram.h"
 #include "core/region.h"
 #include "core/uffd.h"
 
@@ -54,6 +55,9 @@ void copy_pages_into_ring(const snap::Region& region, std::vector<uint8_t>& ring
 
 // Sets counter `name` to a plain value (no rate, no averaging).
 void set_counter(benchmark::State& state, const char* name, double value);
+// The per-fault latency counters every write-fault round trip reports (ns_per_fault, p50_ns, p99_ns,
+// max_ns), under the names perf-report reads.
+void set_fault_latency_counters(benchmark::State& state, const snap::Histogram& latency);
 // ms_per_GiB = elapsed / bytes, in milliseconds per GiB.
 void set_ms_per_gib(benchmark::State& state, uint64_t elapsed_ns, uint64_t bytes);
 

@@ -75,10 +75,7 @@ void BM_WpFaultInThread(benchmark::State& state) try {
     state.SkipWithError(why.c_str());
     return;
   }
-  set_counter(state, "ns_per_fault", latency.mean());
-  set_counter(state, "p50_ns", double(latency.percentile(0.50)));
-  set_counter(state, "p99_ns", double(latency.percentile(0.99)));
-  set_counter(state, "max_ns", double(latency.max()));
+  set_fault_latency_counters(state, latency);
 } catch (const std::exception& e) {
   state.SkipWithError(e.what());
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/fd_io.h"
 #include "harness/spec_fields.h"
 #include "harness/provenance.h"
 #include "strategies/strategy.h"
@@ -224,12 +225,7 @@ void CsvAppender::append_line(const std::string& line) {
                              (cut ? " (the row was not written; the file ends at its last complete row)"
                                   : " (and truncating it back failed: its last line is torn)"));
   };
-  for (size_t done = 0; done < line.size();) {
-    const ssize_t w = ::write(fd_, line.data() + done, line.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) undo("write", w < 0 ? errno : EIO);
-    done += size_t(w);
-  }
+  if (const int err = write_all(fd_, line.data(), line.size())) undo("write", err);
   if (::fsync(fd_) != 0) undo("fsync", errno);
 }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/fd_io.h"
 #include "core/linux_compat.h"
 #include "core/uffd.h"
 #include "harness/csv.h"
@@ -126,12 +127,7 @@ void write_json(const std::string& path, const nlohmann::json& j) {
     ::unlink(tmp.c_str());
     throw std::runtime_error("cannot write " + path + ": " + what + ": " + std::strerror(err));
   };
-  for (size_t done = 0; done < text.size();) {
-    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail("write", w < 0 ? errno : EIO);
-    done += size_t(w);
-  }
+  if (const int err = write_all(fd, text.data(), text.size())) fail("write", err);
   if (::fsync(fd) != 0) fail("fsync", errno);
   if (::close(fd) != 0) {
     const int err = errno;

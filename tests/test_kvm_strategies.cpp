@@ -6,17 +6,13 @@
 #include <string>
 
 #include "harness/run.h"
+#include "tests/kvm_test_support.h"
+#include "tests/test_support.h"
 #include "workloads/kvm/vm.h"
 
 using namespace snap;
 
 namespace {
-
-#define SKIP_WITHOUT_KVM()                                                      \
-  do {                                                                         \
-    if (const std::string why = kvm::kvm_unavailable_reason(); !why.empty())   \
-      GTEST_SKIP() << "no usable /dev/kvm: " << why;                           \
-  } while (0)
 
 RunSpec kvm_spec(const std::string& strategy, const std::string& tracker = "") {
   RunSpec s;
@@ -32,25 +28,6 @@ RunSpec kvm_spec(const std::string& strategy, const std::string& tracker = "") {
   s.verify = true;
   s.sink = "memory";
   return s;
-}
-
-int count_entries(const char* dir, const std::string& comm_prefix = "") {
-  int n = 0;
-  DIR* d = opendir(dir);
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    if (comm_prefix.empty()) {
-      ++n;
-      continue;
-    }
-    FILE* f = std::fopen((std::string(dir) + "/" + e->d_name + "/comm").c_str(), "r");
-    if (!f) continue;
-    char comm[64] = {};
-    if (std::fgets(comm, sizeof comm, f) && std::string(comm).rfind(comm_prefix, 0) == 0) ++n;
-    std::fclose(f);
-  }
-  closedir(d);
-  return n;
 }
 
 struct Case {
@@ -112,7 +89,7 @@ TEST(KvmStrategies, ImpossibleCombinationsAreUnsupportedWithAReason) {
 // vCPU thread, no KVM fd; the region was writable again for its unmapping).
 TEST(KvmStrategies, FailingSinkLeavesNothingBehind) {
   SKIP_WITHOUT_KVM();
-  const int fds = count_entries("/proc/self/fd");
+  const int fds = snaptest::count_open_fds();
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.strategy + " " + c.tracker);
     RunSpec s = kvm_spec(c.strategy, c.tracker);
@@ -120,7 +97,7 @@ TEST(KvmStrategies, FailingSinkLeavesNothingBehind) {
     const RunResult r = run_once(s);
     EXPECT_EQ(r.status, RunStatus::kFailed);
     EXPECT_NE(r.reason.find("fail"), std::string::npos) << r.reason;
-    EXPECT_EQ(count_entries("/proc/self/task", "snap-vcpu-"), 0);
-    EXPECT_EQ(count_entries("/proc/self/fd"), fds);
+    EXPECT_EQ(snaptest::count_threads_named("snap-vcpu-"), 0);
+    EXPECT_EQ(snaptest::count_open_fds(), fds);
   }
 }

@@ -13,25 +13,14 @@
 #include "core/units.h"
 #include "workloads/kvm/kvm_workload.h"
 #include "workloads/kvm/vm.h"
+#include "tests/kvm_test_support.h"
+#include "tests/test_support.h"
 #include "workloads/pattern_kit.h"
 
 using namespace snap;
 using namespace std::chrono_literals;
 
 namespace {
-
-#define SKIP_WITHOUT_KVM()                                                      \
-  do {                                                                         \
-    if (const std::string why = kvm::kvm_unavailable_reason(); !why.empty())   \
-      GTEST_SKIP() << "no usable /dev/kvm: " << why;                           \
-  } while (0)
-
-RegionOptions small_region(uint64_t bytes = 16ull << 20) {
-  RegionOptions r;
-  r.bytes = bytes;
-  r.populate = 0;
-  return r;
-}
 
 WorkloadOptions options(int vcpus, double rate, const std::string& pattern = "uniform") {
   WorkloadOptions w;
@@ -42,54 +31,11 @@ WorkloadOptions options(int vcpus, double rate, const std::string& pattern = "un
   return w;
 }
 
-// Every stamp in the region names its page and sits at stamp_offset(seq); no seq twice.
-size_t check_stamps(const Region& region, int writers) {
-  std::set<uint64_t> seen;
-  for (size_t i = 0; i < region.pages(); ++i) {
-    const uint8_t* page = region.page(i);
-    if (page_is_zero(page)) continue;
-    for (size_t slot = 0; slot < 255; ++slot) {
-      uint64_t seq, index;
-      std::memcpy(&seq, page + slot * 16, 8);
-      std::memcpy(&index, page + slot * 16 + 8, 8);
-      if (seq == 0 && index == 0) continue;
-      EXPECT_EQ(stamp_offset(seq), slot * 16) << "page " << i;
-      EXPECT_LT(int(seq & 0xff), writers) << "page " << i;
-      EXPECT_EQ(index, i) << "page " << i << " slot " << slot;
-      EXPECT_TRUE(seen.insert(seq).second) << "seq " << seq << " written twice";
-    }
-  }
-  return seen.size();
-}
-
-int open_fds() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
-int threads_named(const std::string& prefix) {
-  int n = 0;
-  DIR* d = opendir("/proc/self/task");
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    FILE* f = std::fopen((std::string("/proc/self/task/") + e->d_name + "/comm").c_str(), "r");
-    if (!f) continue;
-    char comm[64] = {};
-    if (std::fgets(comm, sizeof comm, f) && std::string(comm).rfind(prefix, 0) == 0) ++n;
-    std::fclose(f);
-  }
-  closedir(d);
-  return n;
-}
-
 }  // namespace
 
 TEST(KvmWorkload, GuestWritesStampedPagesAtMaxRate) {
   SKIP_WITHOUT_KVM();
-  Region region(small_region());
+  Region region(snaptest::small_region());
   KvmWorkload w(region, options(2, kRateMax));
   // Bounded wait, not a speed check: a guest's first touch of each page costs a KVM fault, slow on
   // a loaded nested machine.
@@ -99,7 +45,7 @@ TEST(KvmWorkload, GuestWritesStampedPagesAtMaxRate) {
   EXPECT_GT(warm.writes, 1000u);
   EXPECT_GT(warm.latency.count(), 0u) << "the guest timed none of its writes";
   EXPECT_EQ(w.total_writes(), warm.writes);
-  EXPECT_GT(check_stamps(region, 2), 0u);
+  EXPECT_GT(snaptest::check_stamps(region, 2), 0u);
   EXPECT_EQ(w.failure(), "");
   EXPECT_NE(w.notes().find("exits_intr="), std::string::npos) << w.notes();
 }
@@ -110,7 +56,7 @@ TEST(KvmWorkload, GuestDrawsTheHostPatternsPages) {
   SKIP_WITHOUT_KVM();
   for (const std::string pattern : {"uniform", "hotset:0.1:0.9", "zipf:0.99", "sequential"}) {
     SCOPED_TRACE(pattern);
-    Region region(small_region());
+    Region region(snaptest::small_region());
     KvmWorkload w(region, options(2, 20000, pattern));
     std::this_thread::sleep_for(50ms);
     w.pause();
@@ -141,7 +87,7 @@ TEST(KvmWorkload, GuestDrawsTheHostPatternsPages) {
 // while paused, writes continue after resume.
 TEST(KvmWorkload, PauseParksASpinningGuest) {
   SKIP_WITHOUT_KVM();
-  Region region(small_region());
+  Region region(snaptest::small_region());
   KvmWorkload w(region, options(2, kRateMax));
   std::this_thread::sleep_for(30ms);
   for (int round = 0; round < 5; ++round) {
@@ -165,7 +111,7 @@ TEST(KvmWorkload, IdleAndPacedGuestsPauseAndCount) {
   SKIP_WITHOUT_KVM();
   for (double rate : {0.0, 5000.0}) {
     SCOPED_TRACE(rate);
-    Region region(small_region());
+    Region region(snaptest::small_region());
     KvmWorkload w(region, options(2, rate));
     std::this_thread::sleep_for(50ms);
     w.set_phase(Phase::kSnapshot);
@@ -190,20 +136,20 @@ TEST(KvmWorkload, IdleAndPacedGuestsPauseAndCount) {
 // Every fd, thread and mapping goes with the workload.
 TEST(KvmWorkload, CleanUpLeavesNothingBehind) {
   SKIP_WITHOUT_KVM();
-  const int fds = open_fds();
+  const int fds = snaptest::count_open_fds();
   {
-    Region region(small_region());
+    Region region(snaptest::small_region());
     KvmWorkload w(region, options(2, 10000));
     std::this_thread::sleep_for(20ms);
-    EXPECT_EQ(threads_named("snap-vcpu-"), 2);
+    EXPECT_EQ(snaptest::count_threads_named("snap-vcpu-"), 2);
   }
-  EXPECT_EQ(threads_named("snap-vcpu-"), 0);
-  EXPECT_EQ(open_fds(), fds);
+  EXPECT_EQ(snaptest::count_threads_named("snap-vcpu-"), 0);
+  EXPECT_EQ(snaptest::count_open_fds(), fds);
 }
 
 TEST(KvmWorkload, BadOptionsAreUsageErrors) {
   SKIP_WITHOUT_KVM();
-  Region region(small_region());
+  Region region(snaptest::small_region());
   EXPECT_THROW({ KvmWorkload w(region, options(0, 0)); }, UsageError);
   EXPECT_THROW({ KvmWorkload w(region, options(65, 0)); }, UsageError);
   EXPECT_THROW({ KvmWorkload w(region, options(1, 0, "nope")); }, UsageError);
@@ -236,7 +182,7 @@ kvm::VmOptions vm_options(Region& region, int vcpus, double rate, uint32_t ring 
 TEST(KvmVm, DirtyLogReportsEveryPageTheGuestChanged) {
   SKIP_WITHOUT_KVM();
   if (!kvm::kvm_manual_dirty_log_available()) GTEST_SKIP() << "no KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2";
-  Region region(small_region());
+  Region region(snaptest::small_region());
   kvm::Vm vm(vm_options(region, 2, 20000));
   ASSERT_TRUE(vm.manual_dirty_log());
   vm.set_dirty_logging(true);
@@ -272,7 +218,7 @@ TEST(KvmVm, DirtyLogReportsEveryPageTheGuestChanged) {
 TEST(KvmVm, DirtyRingReportsEveryPageTheGuestChangedThroughFullRings) {
   SKIP_WITHOUT_KVM();
   if (kvm::kvm_dirty_ring_max_entries() == 0) GTEST_SKIP() << "no KVM_CAP_DIRTY_LOG_RING";
-  Region region(small_region());
+  Region region(snaptest::small_region());
   kvm::Vm vm(vm_options(region, 2, kRateMax, 512));
   EXPECT_FALSE(vm.manual_dirty_log());
   std::vector<uint64_t> pages;
@@ -301,7 +247,7 @@ TEST(KvmVm, DirtyRingReportsEveryPageTheGuestChangedThroughFullRings) {
 // same write loop.
 TEST(KvmVm, GuestBootsFromItsMultibootEntry) {
   SKIP_WITHOUT_KVM();
-  Region region(small_region());
+  Region region(snaptest::small_region());
   kvm::VmOptions o = vm_options(region, 1, kRateMax);
   o.boot32 = true;
   kvm::Vm vm(o);
@@ -309,14 +255,14 @@ TEST(KvmVm, GuestBootsFromItsMultibootEntry) {
   vm.stop();
   EXPECT_EQ(vm.failure(), "");
   EXPECT_GE(vm.total_writes(), 1000u);
-  EXPECT_GT(check_stamps(region, 1), 0u);
+  EXPECT_GT(snaptest::check_stamps(region, 1), 0u);
 }
 
 // Stopping an idle guest right after it parked (and while it parks) never hangs: the vCPU thread
 // must not wait for a control change that has already happened.
 TEST(KvmWorkload, StopRacingAnIdleGuestReturns) {
   SKIP_WITHOUT_KVM();
-  Region region(small_region(1ull << 20));
+  Region region(snaptest::small_region(1ull << 20));
   for (int i = 0; i < 20; ++i) {
     KvmWorkload w(region, options(2, 0));
     if (i % 2) w.pause();

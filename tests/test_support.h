@@ -1,12 +1,17 @@
 // Helpers shared by the strategy and tracker tests: a small verified run spec, the page-table
-// uffd-wp bit from /proc/self/pagemap, the current SIGSEGV disposition, and thread states.
+// uffd-wp bit from /proc/self/pagemap, the current SIGSEGV disposition, thread states and counts, open
+// descriptors, and the writers' stamp check.
 #pragma once
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
+#include <cstring>
+#include <set>
 #include <cstdint>
 #include <fstream>
 #include <functional>
@@ -15,8 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "core/image.h"
+#include "core/region.h"
 #include "core/units.h"
 #include "harness/run.h"
+#include "workloads/workload.h"
 
 namespace snaptest {
 
@@ -119,6 +127,70 @@ inline bool wait_until(const std::function<bool()>& ready, std::chrono::millisec
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+// A small never-touched region: every non-zero page afterwards was written by the workload.
+inline snap::RegionOptions small_region(uint64_t bytes = 16ull << 20) {
+  snap::RegionOptions r;
+  r.bytes = bytes;
+  r.populate = 0;
+  return r;
+}
+
+// How many descriptors this process holds open (entries of /proc/self/fd).
+inline int count_open_fds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) throw std::runtime_error("cannot open /proc/self/fd");
+  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+// How many of this process's threads have a name (pthread_setname_np) starting with `prefix`.
+inline int count_threads_named(const std::string& prefix) {
+  int n = 0;
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) throw std::runtime_error("cannot open /proc/self/task");
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string comm;
+    if (std::getline(in, comm) && comm.rfind(prefix, 0) == 0) ++n;
+  }
+  closedir(d);
+  return n;
+}
+
+// Checks every written page of `region` for the writers' stamps (workloads/workload.h), for any
+// workload whose writers stamp the same way (host threads, a guest's vCPUs); returns how many stamps
+// were found. A stamp is valid when its slot matches stamp_offset(seq), its writer id is below
+// `writers` and it names the page it is in; every seq is written once, so no seq may appear twice,
+// and a non-zero page without a stamp was written by something else.
+inline size_t check_stamps(const snap::Region& region, int writers) {
+  std::set<uint64_t> seen;
+  size_t written_pages = 0;
+  for (size_t i = 0; i < region.pages(); ++i) {
+    const uint8_t* page = region.page(i);
+    if (snap::page_is_zero(page)) continue;
+    ++written_pages;
+    size_t stamps = 0;
+    for (size_t slot = 0; slot < 255; ++slot) {
+      uint64_t seq, index;
+      std::memcpy(&seq, page + slot * 16, 8);
+      std::memcpy(&index, page + slot * 16 + 8, 8);
+      if (seq == 0 && index == 0) continue;
+      EXPECT_NE(seq, 0u) << "page " << i << " slot " << slot;
+      EXPECT_EQ(snap::stamp_offset(seq), slot * 16) << "page " << i;
+      EXPECT_LT(int(seq & 0xff), writers) << "page " << i;
+      EXPECT_EQ(index, i) << "page " << i << " slot " << slot;
+      EXPECT_TRUE(seen.insert(seq).second) << "seq " << seq << " written twice";
+      ++stamps;
+    }
+    EXPECT_GT(stamps, 0u) << "page " << i << " is non-zero but has no stamp";
+  }
+  EXPECT_GT(written_pages, 0u);
+  return seen.size();
 }
 
 }  // namespace snaptest

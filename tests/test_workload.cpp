@@ -14,20 +14,13 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/region.h"
+#include "tests/test_support.h"
 #include "workloads/threads.h"
 
 using namespace snap;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A small never-touched region: every non-zero page afterwards was written by the workload.
-RegionOptions small_region(uint64_t bytes = 16ull << 20) {
-  RegionOptions r;
-  r.bytes = bytes;
-  r.populate = 0;
-  return r;
-}
 
 WorkloadOptions workload(int writers, double rate, const std::string& pattern = "uniform") {
   WorkloadOptions w;
@@ -46,35 +39,6 @@ void must_finish_within(std::chrono::milliseconds limit, const std::function<voi
     std::_Exit(1);  // the stuck thread cannot be joined
   }
   done.get();
-}
-
-// Checks every written page of `region` for stamps, returns how many stamps were found.
-// A stamp is valid when its slot matches stamp_offset(seq), its writer id is known and it names the
-// page it is in; every seq is written once, so no seq may appear twice anywhere.
-size_t check_stamps(const Region& region, int writers) {
-  std::set<uint64_t> seen;
-  size_t written_pages = 0;
-  for (size_t i = 0; i < region.pages(); ++i) {
-    const uint8_t* page = region.page(i);
-    if (page_is_zero(page)) continue;
-    ++written_pages;
-    size_t stamps = 0;
-    for (size_t slot = 0; slot < 255; ++slot) {
-      uint64_t seq, index;
-      std::memcpy(&seq, page + slot * 16, 8);
-      std::memcpy(&index, page + slot * 16 + 8, 8);
-      if (seq == 0 && index == 0) continue;
-      EXPECT_NE(seq, 0u) << "page " << i << " slot " << slot;
-      EXPECT_EQ(stamp_offset(seq), slot * 16) << "page " << i;
-      EXPECT_LT(int(seq & 0xff), writers) << "page " << i;
-      EXPECT_EQ(index, i) << "page " << i << " slot " << slot;
-      EXPECT_TRUE(seen.insert(seq).second) << "seq " << seq << " written twice";
-      ++stamps;
-    }
-    EXPECT_GT(stamps, 0u) << "page " << i << " is non-zero but has no stamp";
-  }
-  EXPECT_GT(written_pages, 0u);
-  return seen.size();
 }
 
 double load_average() {
@@ -107,7 +71,7 @@ TEST(WorkloadRate, AchievedRateIsNearTarget) {
     std::string attempts;
     bool near = false;
     for (int attempt = 0; attempt < 3 && !near; ++attempt) {
-      Region region(small_region());
+      Region region(snaptest::small_region());
       ThreadWorkload wl(region, workload(c.writers, c.rate_pages));
       const uint64_t t0 = now_ns(), w0 = wl.total_writes();
       std::this_thread::sleep_for(1s);
@@ -136,7 +100,7 @@ TEST(WorkloadPause, ParksAllWritersAndResumeContinues) {
   for (double rate : {kRateMax, 100000.0, 50.0}) {
     for (const char* pattern : {"uniform", "sequential"}) {
       SCOPED_TRACE(std::string(pattern) + " at rate " + std::to_string(rate));
-      Region region(small_region());
+      Region region(snaptest::small_region());
       ThreadWorkload wl(region, workload(2, rate, pattern));
       std::this_thread::sleep_for(20ms);
       for (int round = 0; round < 3; ++round) {
@@ -162,7 +126,7 @@ TEST(WorkloadPause, ParksAllWritersAndResumeContinues) {
 
 TEST(WorkloadPause, StopOrDestroyWhilePausedDoesNotHang) {
   for (bool destroy : {false, true}) {
-    Region region(small_region());
+    Region region(snaptest::small_region());
     auto wl = std::make_unique<ThreadWorkload>(region, workload(2, kRateMax));
     std::this_thread::sleep_for(10ms);
     wl->pause();
@@ -175,7 +139,7 @@ TEST(WorkloadPause, StopOrDestroyWhilePausedDoesNotHang) {
 }
 
 TEST(WorkloadIdle, IdleWritersWriteNothingButObeyPauseAndStop) {
-  Region region(small_region());
+  Region region(snaptest::small_region());
   ThreadWorkload wl(region, workload(2, 0));
   std::this_thread::sleep_for(50ms);
   wl.pause();
@@ -193,12 +157,12 @@ TEST(WorkloadStamps, EveryWrittenPageCarriesValidStamps) {
   for (const char* pattern : {"uniform", "hotset:0.1:0.9", "zipf:1.2", "sequential"}) {
     for (double rate : {kRateMax, 200000.0}) {
       SCOPED_TRACE(std::string(pattern) + " at rate " + std::to_string(rate));
-      Region region(small_region());
+      Region region(snaptest::small_region());
       const int writers = 3;
       ThreadWorkload wl(region, workload(writers, rate, pattern));
       std::this_thread::sleep_for(50ms);
       wl.stop();
-      const size_t stamps = check_stamps(region, writers);
+      const size_t stamps = snaptest::check_stamps(region, writers);
       EXPECT_LE(stamps, wl.total_writes());
       EXPECT_GT(stamps, 0u);
     }
@@ -208,7 +172,7 @@ TEST(WorkloadStamps, EveryWrittenPageCarriesValidStamps) {
 TEST(WorkloadPhases, WritesAndTimeAreSplitByPhase) {
   for (double rate : {kRateMax, 20000.0}) {
     SCOPED_TRACE("rate " + std::to_string(rate));
-    Region region(small_region());
+    Region region(snaptest::small_region());
     ThreadWorkload wl(region, workload(2, rate));
     std::this_thread::sleep_for(100ms);
     wl.set_phase(Phase::kSnapshot);
@@ -238,7 +202,7 @@ TEST(WorkloadPhases, WritesAndTimeAreSplitByPhase) {
 }
 
 TEST(WorkloadOptionsCheck, BadOptionsThrowUsageError) {
-  Region region(small_region(1 << 20));
+  Region region(snaptest::small_region(1 << 20));
   EXPECT_THROW(ThreadWorkload(region, workload(-1, 100)), UsageError);
   EXPECT_THROW(ThreadWorkload(region, workload(257, 100)), UsageError);
   EXPECT_THROW(ThreadWorkload(region, workload(1, -5)), UsageError);
@@ -251,7 +215,7 @@ TEST(WorkloadOptionsCheck, BadOptionsThrowUsageError) {
 }
 
 TEST(WorkloadNuma, WritersBoundToNodeZeroStillWrite) {
-  Region region(small_region());
+  Region region(snaptest::small_region());
   WorkloadOptions opts = workload(2, kRateMax);
   opts.numa_node = 0;
   ThreadWorkload wl(region, opts);
