@@ -48,7 +48,12 @@ TEST(KvmStrategies, EveryStrategyAndTrackerVerifiesUnderWritingVcpus) {
     const RunResult r = run_once(kvm_spec(c.strategy, c.tracker));
     ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
     EXPECT_EQ(r.verified, "pass") << r.verify_detail;
-    EXPECT_GT(r.write_count, 0u) << "the vCPUs wrote nothing during the snapshot";
+    EXPECT_GT(r.rate_before_pages_s, 0) << "the vCPUs wrote nothing before the snapshot";
+    // stop-copy pauses the vCPUs at once: between its phase change and the pause a guest may store
+    // nothing (seen in CI), so only the strategies that let the vCPUs run while they save owe writes.
+    if (c.strategy != "stop-copy") {
+      EXPECT_GT(r.write_count, 0u) << "the vCPUs wrote nothing during the snapshot";
+    }
     EXPECT_NE(r.notes.find("exits_intr="), std::string::npos) << r.notes;
     if (c.strategy == "uffd-wp" || c.strategy == "fork-cow") {
       EXPECT_EQ(r.image.duplicate_pages, 0u);
