@@ -12,6 +12,7 @@ Needs only the Python standard library.
 import json
 import os
 import sys
+import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from results_kit import keyed, median, num, read_csv  # noqa: E402
@@ -109,7 +110,20 @@ def freeze_limit_s(strategy, region_bytes):
     return None if per_gib is None else per_gib / 1000.0 * region_bytes / GiB
 
 
-strategies = ["stop-copy", "precopy", "uffd-wp", "fork-cow"]
+
+
+def measured_strategies():
+    """The strategies of the idle matrix, in its axis order (scripts/perf-report fills the axis from the
+    registry, so no strategy is named here); without its spec, those of the CSVs that wrote an image,
+    in row order."""
+    try:
+        with open(os.path.join(out, "idle.toml"), "rb") as f:
+            return list(tomllib.load(f)["axes"]["strategy"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return list(dict.fromkeys(r["strategy"] for r in harness if (num(r, "image_bytes") or 0) > 0))
+
+
+strategies = measured_strategies()
 doc = []
 doc.append("# snapbench performance report\n")
 doc.append("Measured %s, git %s, kernel %s, %s micro-benchmarks; load average %s at the start, %s at the end."

@@ -52,19 +52,12 @@ WORKLOAD_COLUMNS = ["workload", "region_bytes", "writers", "pattern", "populate"
 MACHINE_COLUMNS = ["host", "kernel", "cpu_model"]
 WORKLOAD_COLUMNS += MACHINE_COLUMNS
 
-# One colour and marker per strategy/tracker in every figure (Okabe-Ito: colour-blind safe).
-KNOWN_STYLES = OrderedDict([
-    ("none", ("#7f7f7f", "x")),
-    ("stop-copy", ("#000000", "s")),
-    ("precopy", ("#0072B2", "o")),
-    ("precopy/uffd-async", ("#0072B2", "o")),
-    ("precopy/mprotect", ("#56B4E9", "v")),
-    ("precopy/soft-dirty", ("#009E73", "^")),
-    ("uffd-wp", ("#D55E00", "D")),
-    ("fork-cow", ("#E69F00", "P")),
-])
-EXTRA_COLOURS = ["#CC79A7", "#8c564b", "#bcbd22", "#17becf", "#9467bd", "#F0E442"]
-EXTRA_MARKERS = ["*", "h", "<", ">", "p", "d"]
+# One colour and marker per strategy/tracker in every figure of an invocation, handed out in the order
+# the series first appear in the rows (a matrix's strategy order), so no strategy's name is written
+# here: a new one gets the next style. Okabe-Ito colours first (colour-blind safe).
+PALETTE = [("#000000", "s"), ("#0072B2", "o"), ("#56B4E9", "v"), ("#009E73", "^"), ("#D55E00", "D"),
+           ("#E69F00", "P"), ("#CC79A7", "*"), ("#7f7f7f", "x"), ("#8c564b", "h"), ("#bcbd22", "<"),
+           ("#17becf", ">"), ("#9467bd", "p"), ("#F0E442", "d")]
 VARIANT_LINESTYLES = ["-", "--", "-.", ":"]
 
 ERRORBAR_NOTE = "markers: median over repetitions; error bars: min-max"
@@ -146,16 +139,10 @@ class Styles:
     """Colour, marker and line style per series, fixed for one invocation (all its figures)."""
 
     def __init__(self, rows):
-        bases = sorted({r["_base"] for r in rows}, key=self._order_key)
-        self.base_style = {}
-        extra = 0
-        for b in bases:
-            if b in KNOWN_STYLES:
-                self.base_style[b] = KNOWN_STYLES[b]
-            else:
-                self.base_style[b] = (EXTRA_COLOURS[extra % len(EXTRA_COLOURS)],
-                                      EXTRA_MARKERS[extra % len(EXTRA_MARKERS)])
-                extra += 1
+        first_seen = {}
+        for r in rows:
+            first_seen.setdefault(r["_base"], len(first_seen))
+        self.base_style = {b: PALETTE[i % len(PALETTE)] for b, i in first_seen.items()}
         variants = defaultdict(list)
         for s in sorted({(r["_base"], r["_series"]) for r in rows}):
             variants[s[0]].append(s[1])
@@ -164,12 +151,7 @@ class Styles:
             colour, marker = self.base_style[base]
             for i, name in enumerate(names):
                 self.series_style[name] = (colour, marker, VARIANT_LINESTYLES[i % len(VARIANT_LINESTYLES)])
-        self.order = sorted(self.series_style, key=lambda s: (self._order_key(s.split(" [")[0]), s))
-
-    @staticmethod
-    def _order_key(label):
-        known = list(KNOWN_STYLES)
-        return (known.index(label) if label in known else len(known), label)
+        self.order = sorted(self.series_style, key=lambda s: (first_seen[s.split(" [")[0]], s))
 
     def __call__(self, series):
         return self.series_style[series]

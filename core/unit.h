@@ -49,8 +49,14 @@ class Registry {
   }
   // "a, b, c" (or joined by `sep`), for messages and help texts.
   std::string names(const std::string& sep = ", ") const {
+    return names_if([](const Entry&) { return true; }, sep);
+  }
+  // The same, of the entries whose descriptor `keep` accepts (e.g. the strategies that use a tracker).
+  template <class Keep>
+  std::string names_if(Keep keep, const std::string& sep = ", ") const {
     std::string out;
-    for (const auto& e : entries_) out += (out.empty() ? "" : sep) + e.name;
+    for (const auto& e : entries_)
+      if (keep(e)) out += (out.empty() ? "" : sep) + e.name;
     return out;
   }
 

@@ -1,6 +1,9 @@
 // `snapbench list`: strategies, trackers, patterns, sinks (each with supported or the reason and its
 // parameters), and `snapbench columns`: every CSV column with its meaning.
 #include <cstdio>
+#include <memory>
+
+#include <nlohmann/json.hpp>
 
 #include "core/sink.h"
 #include "harness/commands.h"
@@ -43,22 +46,67 @@ std::string joined(const std::vector<std::string>& names) {
   return out;
 }
 
+nlohmann::json params_json(const std::vector<ParamSpec>& params) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& p : params)
+    out.push_back({{"name", p.name}, {"type", param_type_name(p.type)}, {"default", p.default_value},
+                   {"min", p.min}, {"max", p.max}, {"choices", p.choices}, {"help", p.help}});
+  return out;
+}
+
+nlohmann::json unit_json(const std::string& name, const std::string& help, const Support& s,
+                         const std::vector<ParamSpec>& params) {
+  return {{"name", name}, {"help", help}, {"supported", s.supported}, {"reason", s.reason}, {"params", params_json(params)}};
+}
+
+// The registries as data, for scripts (scripts/perf-report takes its strategies from here).
+void print_list_json() {
+  nlohmann::json out;
+  out["strategies"] = nlohmann::json::array();
+  for (const auto& e : strategy_registry()) {
+    nlohmann::json j = unit_json(e.name, e.help, e.make()->probe(), e.params);
+    j["consistency"] = e.consistency == ConsistencyPoint::kStart ? "start" : "end";
+    j["workloads"] = e.workloads;
+    j["trackers"] = e.trackers;
+    j["uses_tracker"] = e.uses_tracker;
+    j["produces_image"] = e.produces_image;
+    j["may_save_duplicates"] = e.may_save_duplicates;
+    out["strategies"].push_back(j);
+  }
+  out["trackers"] = nlohmann::json::array();
+  for (const auto& e : tracker_registry()) {
+    nlohmann::json j = unit_json(e.name, e.help, e.make()->probe(), e.params);
+    j["workloads"] = e.workloads;
+    out["trackers"].push_back(j);
+  }
+  out["workloads"] = nlohmann::json::array();
+  for (const auto& w : workload_registry()) out["workloads"].push_back(unit_json(w.name, w.help, w.probe(), w.params));
+  std::printf("%s\n", out.dump(2).c_str());
+}
+
 }  // namespace
 
 void add_list_command(CLI::App& app, int& rc) {
   auto* list = app.add_subcommand("list", "list strategies, trackers, workloads, patterns and sinks, with support and parameters");
-  list->callback([&rc]() {
-    std::printf("strategies (--strategy):\n");
-    for (const auto& e : strategy_registry()) {
-      auto s = e.make();
-      print_support(e.name, s->probe(), s->help());
-      print_params(e.name, s->params());
+  auto json = std::make_shared<bool>(false);
+  list->add_flag("--json", *json, "print the strategies, trackers and workloads (descriptors, support, parameters) as JSON");
+  list->callback([&rc, json]() {
+    if (*json) {
+      print_list_json();
+      rc = 0;
+      return;
     }
-    std::printf("\ndirty trackers (--tracker, precopy only):\n");
+    std::printf("strategies (--strategy):\n");
+    std::vector<std::string> with_tracker;
+    for (const auto& e : strategy_registry()) {
+      print_support(e.name, e.make()->probe(), e.help);
+      print_params(e.name, e.params);
+      if (e.uses_tracker) with_tracker.push_back(e.name);
+    }
+    std::printf("\ndirty trackers (--tracker, %s only):\n", joined(with_tracker).c_str());
     for (const auto& e : tracker_registry()) {
-      auto t = e.make();
-      print_support(e.name, t->probe(), t->help());
-      print_params(e.name, t->params());
+      print_support(e.name, e.make()->probe(), e.help);
+      print_params(e.name, e.params);
     }
     std::printf("\nworkloads (--workload):\n");
     for (const auto& w : workload_registry()) {

@@ -25,7 +25,18 @@ namespace {
 // re-save a page), so any duplicate record is a bug. A strategy this build does not know is not checked.
 bool must_have_no_duplicates(const std::string& strategy) {
   const StrategyEntry* e = strategy_registry().find(strategy);
-  return e && !e->may_save_duplicates && e->make()->produces_image();
+  return e && !e->may_save_duplicates && e->produces_image;
+}
+
+// Whether a tolerance judges a strategy's cases (its `strategy` is a comma-separated list; empty: all).
+bool applies_to(const MetricTolerance& t, const std::string& strategy) {
+  if (t.strategy.empty()) return true;
+  for (size_t at = 0; at <= t.strategy.size();) {
+    const size_t comma = std::min(t.strategy.find(',', at), t.strategy.size());
+    if (t.strategy.compare(at, comma - at, strategy) == 0) return true;
+    at = comma + 1;
+  }
+  return false;
 }
 
 // Where the columns the comparison reads are in one table.
@@ -258,7 +269,9 @@ std::vector<MetricTolerance> default_tolerances() {
       {"write_p50_us", "us", 3.0, 50, ""},
       {"write_p99_us", "us", 3.0, 50, ""},
       {"image_ratio", "", 1.5, 0.1, ""},
-      {"duplicate_pages", "pages", 1.5, 256, "precopy"},
+      // Only the strategies that may re-save a page have duplicates to compare (the others must have none).
+      {"duplicate_pages", "pages", 1.5, 256,
+       strategy_registry().names_if([](const StrategyEntry& e) { return e.may_save_duplicates; }, ",")},
       {"extra_rss_bytes", "bytes", 1.5, 4 << 20, ""},
       // Off by default (too noisy, or implied by the ones above); --tolerance METRIC=RATIO enables them.
       {"write_p999_us", "us", 0, 100, ""},
@@ -324,9 +337,9 @@ const std::map<std::string, std::string>& parameter_defaults() {
   static const std::map<std::string, std::string> defaults = [] {
     std::map<std::string, std::string> d;
     for (const auto& e : strategy_registry())
-      for (const auto& p : e.make()->params()) d[e.name + "." + p.name] = p.default_value;
+      for (const auto& p : e.params) d[e.name + "." + p.name] = p.default_value;
     for (const auto& e : tracker_registry())
-      for (const auto& p : e.make()->params()) d[e.name + "." + p.name] = p.default_value;
+      for (const auto& p : e.params) d[e.name + "." + p.name] = p.default_value;
     return d;
   }();
   return defaults;
@@ -462,7 +475,7 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
                             has_calibration(current, cl, cur_rows);
     for (size_t m = 0; m < tolerances.size(); ++m) {
       const MetricTolerance& t = tolerances[m];
-      if (t.ratio <= 0 || (!t.strategy.empty() && t.strategy != strategy)) continue;
+      if (t.ratio <= 0 || !applies_to(t, strategy)) continue;
       const bool normalised = calibrated && t.unit == "s";
       const bool per_row = options.normalise == CompareOptions::Normalise::kRow;
       Sample bs = sample(baseline, bl, size_t(bl.metric[m]), base_rows, normalised, per_row ? 0 : base_calib);

@@ -20,7 +20,7 @@ struct MetricTolerance {
   // of the times per calibration when normalised); 0 = not checked.
   double ratio = 1.5;
   double floor = 0;        // absolute differences up to this are ignored (noise), in the column's unit
-  std::string strategy;    // only cases of this strategy ("" = every strategy)
+  std::string strategy;    // only cases of these strategies, comma-separated ("" = every strategy)
 };
 
 // The defaults, tuned for a shared 2-core machine (documented in docs/compare.md). Some metrics are

@@ -33,7 +33,9 @@ const std::vector<CsvColumn>& csv_columns() {
   static const std::vector<CsvColumn> cols = {
       {"schema_version", "version of this column set", [](const RunResult&) { return std::to_string(kSchemaVersion); }},
       {"strategy", "strategy registry key (" + strategy_registry().names() + ")", [](const RunResult& r) { return r.spec.strategy; }},
-      {"tracker", "precopy's dirty tracker (" + tracker_registry().names() + "); empty for the others", [](const RunResult& r) { return r.tracker; }},
+      {"tracker", strategy_registry().names_if([](const StrategyEntry& e) { return e.uses_tracker; }, "/") +
+                      "'s dirty tracker (" + tracker_registry().names() + "); empty for the others",
+       [](const RunResult& r) { return r.tracker; }},
       {"workload", "what wrote the region, a workload registry key (a CSV without this column: threads)", [](const RunResult& r) { return r.spec.workload; }},
       {"pattern", "writers' access pattern as given to --pattern", [](const RunResult& r) { return r.spec.pattern; }},
       {"writers", "number of writer threads", [](const RunResult& r) { return std::to_string(r.spec.writers); }},

@@ -4,11 +4,15 @@
 
 #include "core/error.h"
 #include "harness/commands.h"
+#include "strategies/strategy.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
+  // The strategies that take a snapshot (`none` is the baseline), from the registry.
+  const std::string strategies =
+      snap::strategy_registry().names_if([](const snap::StrategyEntry& e) { return e.produces_image; });
   CLI::App app{
-      "snapbench: compares live memory snapshot strategies (stop-copy, precopy, uffd-wp, fork-cow)\n"
+      "snapbench: compares live memory snapshot strategies (" + strategies + ")\n"
       "on synthetic writers, measuring image size, duplicates, completion time, downtime, writer\n"
       "latency and extra memory, and verifying every image byte for byte.",
       "snapbench"};

@@ -50,12 +50,12 @@ void apply_key(RunSpec& s, const std::string& key, const std::string& v, const s
 // of other units. Returns a description of what was dropped (empty if nothing).
 std::string fold_inapplicable(RunSpec& s) {
   std::string dropped;
-  auto strategy = make_strategy(s.strategy);
-  if (!strategy->uses_tracker() && !s.tracker.empty()) {
+  const StrategyEntry& strategy = strategy_registry().get(s.strategy);
+  if (!strategy.uses_tracker && !s.tracker.empty()) {
     s.tracker.clear();
     dropped = "tracker axis for strategies without a tracker";
   }
-  std::string tracker = strategy->uses_tracker() ? (s.tracker.empty() ? kDefaultTracker : s.tracker) : "";
+  std::string tracker = strategy.uses_tracker ? (s.tracker.empty() ? kDefaultTracker : s.tracker) : "";
   for (auto it = s.params.begin(); it != s.params.end();) {
     if (it->first != s.strategy && it->first != tracker && it->first != s.workload) {
       if (dropped.empty()) dropped = "parameters of units a case does not use";

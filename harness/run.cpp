@@ -121,8 +121,8 @@ double us(uint64_t ns) { return double(ns) / 1000.0; }
 // Checks a --set unit and its values against the unit's declared parameters.
 std::vector<ParamSpec> params_of_unit(const std::string& unit, bool& known) {
   known = true;
-  if (const auto* e = strategy_registry().find(unit)) return e->make()->params();
-  if (const auto* e = tracker_registry().find(unit)) return e->make()->params();
+  if (const auto* e = strategy_registry().find(unit)) return e->params;
+  if (const auto* e = tracker_registry().find(unit)) return e->params;
   if (const auto* e = workload_registry().find(unit)) return e->params;
   known = false;
   return {};
@@ -161,7 +161,7 @@ Resolved resolve(const RunSpec& spec) {
   r.workload = &workload_registry().get(spec.workload);
   r.strategy_entry = &strategy_registry().get(spec.strategy);
   r.strategy = r.strategy_entry->make();
-  if (r.strategy->uses_tracker()) {
+  if (r.strategy_entry->uses_tracker) {
     res.tracker = spec.tracker.empty() ? kDefaultTracker : spec.tracker;
     r.tracker_entry = &tracker_registry().get(res.tracker);
     r.tracker = r.tracker_entry->make();
@@ -178,10 +178,10 @@ Resolved resolve(const RunSpec& spec) {
     auto it = spec.params.find(unit);
     return ParamValues(unit, specs, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
   };
-  r.strategy_params = values_for(r.strategy->name(), r.strategy->params());
+  r.strategy_params = values_for(r.strategy_entry->name, r.strategy_entry->params);
   res.params = r.strategy_params.describe();
   if (r.tracker) {
-    r.tracker_params = values_for(res.tracker, r.tracker->params());
+    r.tracker_params = values_for(res.tracker, r.tracker_entry->params);
     std::string t = r.tracker_params.describe();
     if (!t.empty()) res.params += (res.params.empty() ? "" : ";") + t;
   }
@@ -202,6 +202,8 @@ RunResult resolve_spec(const RunSpec& spec) { return resolve(spec).result; }
 Support combination_support(const StrategyEntry& strategy, const TrackerEntry* tracker, const std::string& workload) {
   if (!accepts(strategy.workloads, workload))
     return Support::no("strategy " + strategy.name + " cannot snapshot the " + workload + " workload");
+  if (tracker && !accepts(strategy.trackers, tracker->name))
+    return Support::no("strategy " + strategy.name + " does not take the " + tracker->name + " tracker");
   if (tracker && !accepts(tracker->workloads, workload))
     return Support::no("tracker " + tracker->name + " cannot track the " + workload + " workload");
   return Support::yes();
@@ -218,7 +220,8 @@ RunResult run_once(const RunSpec& spec) {
   // An upper bound of the stream for in-memory sinks, from the strategy's own bound on its records
   // (a header and a trailer around them). The mapping is MAP_NORESERVE: only the bytes actually
   // written cost memory.
-  const uint64_t capacity = 4096 + strategy->max_records(pages, strategy_params) * (kPageSize + 16) + 4096;
+  const uint64_t capacity =
+      4096 + resolved.strategy_entry->record_bound(pages, strategy_params) * (kPageSize + 16) + 4096;
   SinkOptions sink_opts{spec.sink, spec.fsync, res.bandwidth_bytes_s, capacity};
   std::unique_ptr<Sink> sink = make_sink(sink_opts);  // UsageError on a bad spec or missing directory
 
@@ -243,7 +246,7 @@ RunResult run_once(const RunSpec& spec) {
   try {
     RegionOptions ropts{spec.mem_bytes, spec.populate, spec.thp, spec.numa_node, spec.seed};
     Region region(ropts);
-    const bool want_image = strategy->produces_image();
+    const bool want_image = resolved.strategy_entry->produces_image;
     const bool verify = spec.verify && want_image;
     const bool keep_image = want_image && !spec.image_path.empty() && spec.sink.rfind("file:", 0) != 0;
     if ((verify || keep_image) && !sink->readable()) sink = std::make_unique<TeeSink>(std::move(sink), capacity);
@@ -252,7 +255,7 @@ RunResult run_once(const RunSpec& spec) {
 
     WorkloadOptions wopts{spec.writers, res.rate_target_pages_s, spec.pattern,
                           spec.seed * 0x9e3779b97f4a7c15ull + uint64_t(spec.rep), spec.numa_node};
-    if (tracker) wopts.dirty_ring_entries = tracker->workload_dirty_ring_entries(tracker_params);
+    if (tracker) wopts.dirty_ring_entries = resolved.tracker_entry->dirty_ring_entries(tracker_params);
     std::unique_ptr<Workload> running = resolved.workload->make(region, wopts, resolved.workload_params);
     Workload& workload = *running;
     workload.set_phase(Phase::kWarmup);

@@ -17,7 +17,7 @@ struct TrackerEntry;
 struct RunSpec {
   std::string strategy = "stop-copy";
   std::string workload = kDefaultWorkload;  // what writes the region (workloads/registry.cpp)
-  std::string tracker;                 // precopy only; "" = the strategy's default
+  std::string tracker;                 // for a strategy that uses one; "" = kDefaultTracker
   std::string pattern = "uniform";
   int writers = 2;
   uint64_t mem_bytes = 256ull << 20;

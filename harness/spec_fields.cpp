@@ -74,6 +74,8 @@ std::string sink_help() {
   return "where the image goes: " + out + " (their syntax: `snapbench list`)";
 }
 
+bool uses_tracker(const StrategyEntry& e) { return e.uses_tracker; }
+
 constexpr int kMaxWriters = 256;        // the threads workload's limit
 constexpr int kMaxNumaNode = 4095;      // above any node id Linux hands out (existence is checked at run time)
 constexpr double kMaxWarmupS = 86400;   // a day: longer is a typo, not a warm-up
@@ -87,7 +89,9 @@ const std::vector<SpecField>& spec_fields() {
       {"strategy", "--strategy", "strategy", true, false, one_of("snapshot strategy", strategy_registry().names(" | ")),
        [](S& s, W v, W) { s.strategy = v; }, [](const S& s) { return s.strategy; }},
       {"tracker", "--tracker", "tracker", true, false,
-       one_of("precopy's dirty tracker, default " + std::string(kDefaultTracker), tracker_registry().names(" | ")),
+       one_of(strategy_registry().names_if(uses_tracker, "/") + "'s dirty tracker, default " +
+                  std::string(kDefaultTracker),
+              tracker_registry().names(" | ")),
        [](S& s, W v, W) { s.tracker = v; }, [](const S& s) { return s.tracker; }},
       {"workload", "--workload", "workload", true, false,
        one_of("what writes the region while the snapshot runs", workload_registry().names(" | ")),

@@ -286,24 +286,8 @@ struct ChildPlan {
 
 class ForkCowStrategy final : public Strategy {
  public:
-  std::string name() const override { return "fork-cow"; }
-  std::string help() const override {
-    return "pause, fork(), resume; the child saves its frozen copy-on-write view (Redis BGSAVE)";
-  }
+  using Strategy::Strategy;
   Support probe() const override { return Support::yes(); }
-  std::vector<ParamSpec> params() const override {
-    return {
-        {"chunk_pages", ParamSpec::Type::kInt, "256", 1, 1 << 20, "pages handed to the image writer per call"},
-        // Off by default: the final sample is the peak already, and each sample walks the child's
-        // page tables (~12 ms per GiB of 4 KiB pages here), CPU taken from the saver and writers.
-        {"sample_ms", ParamSpec::Type::kInt, "0", 0, 60000,
-         "also sample copy-on-write memory this often while the child saves (0: only the final "
-         "sample, taken while the child is held alive after saving, which is the peak)"},
-        {"timeout_s", ParamSpec::Type::kDouble, "0", 0, 1e7,
-         "kill the child and fail after this many seconds (0: wait as long as it takes)"},
-    };
-  }
-  ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
 
   void snapshot(SnapshotContext& ctx) override {
     Region& region = ctx.region;
@@ -425,6 +409,24 @@ class ForkCowStrategy final : public Strategy {
 
 }  // namespace
 
-std::unique_ptr<Strategy> make_fork_cow_strategy() { return std::make_unique<ForkCowStrategy>(); }
+const StrategyEntry& fork_cow_strategy() {
+  static const StrategyEntry entry{
+      .name = "fork-cow",
+      .help = "pause, fork(), resume; the child saves its frozen copy-on-write view (Redis BGSAVE)",
+      .params = {
+          {"chunk_pages", ParamSpec::Type::kInt, "256", 1, 1 << 20, "pages handed to the image writer per call"},
+          // Off by default: the final sample is the peak already, and each sample walks the child's
+          // page tables (~12 ms per GiB of 4 KiB pages here), CPU taken from the saver and writers.
+          {"sample_ms", ParamSpec::Type::kInt, "0", 0, 60000,
+           "also sample copy-on-write memory this often while the child saves (0: only the final "
+           "sample, taken while the child is held alive after saving, which is the peak)"},
+          {"timeout_s", ParamSpec::Type::kDouble, "0", 0, 1e7,
+           "kill the child and fail after this many seconds (0: wait as long as it takes)"},
+      },
+      .consistency = ConsistencyPoint::kStart,
+      .factory = make_strategy_of<ForkCowStrategy>,
+  };
+  return entry;
+}
 
 }  // namespace snap

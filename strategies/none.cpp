@@ -11,17 +11,8 @@ namespace {
 
 class NoneStrategy final : public Strategy {
  public:
-  std::string name() const override { return "none"; }
-  std::string help() const override {
-    return "no snapshot: the writers run alone for `duration_ms` (baseline throughput and latency)";
-  }
+  using Strategy::Strategy;
   Support probe() const override { return Support::yes(); }
-  std::vector<ParamSpec> params() const override {
-    return {{"duration_ms", ParamSpec::Type::kInt, "1000", 0, 3600000,
-             "how long the measured (snapshot) phase lasts"}};
-  }
-  ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
-  bool produces_image() const override { return false; }
   void snapshot(SnapshotContext& ctx) override {
     std::this_thread::sleep_for(std::chrono::milliseconds(ctx.params.get_int("duration_ms")));
     ctx.metrics.passes = 0;
@@ -30,6 +21,16 @@ class NoneStrategy final : public Strategy {
 
 }  // namespace
 
-std::unique_ptr<Strategy> make_none_strategy() { return std::make_unique<NoneStrategy>(); }
+const StrategyEntry& none_strategy() {
+  static const StrategyEntry entry{
+      .name = "none",
+      .help = "no snapshot: the writers run alone for `duration_ms` (baseline throughput and latency)",
+      .params = {{"duration_ms", ParamSpec::Type::kInt, "1000", 0, 3600000, "how long the measured (snapshot) phase lasts"}},
+      .consistency = ConsistencyPoint::kStart,
+      .produces_image = false,
+      .factory = make_strategy_of<NoneStrategy>,
+  };
+  return entry;
+}
 
 }  // namespace snap

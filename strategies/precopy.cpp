@@ -73,7 +73,7 @@ class Session {
   }
   // Collects, parking the writers around it when the tracker cannot re-arm atomically.
   void collect(std::vector<uint64_t>& dirty) {
-    const bool brief_pause = !paused_ && tracker_.collect_needs_pause();
+    const bool brief_pause = !paused_ && tracker_.info().collect_needs_pause;
     if (brief_pause) pause();
     tracker_.collect(dirty);
     if (brief_pause) resume();
@@ -92,34 +92,17 @@ class Session {
 
 class PrecopyStrategy final : public Strategy {
  public:
-  std::string name() const override { return "precopy"; }
-  std::string help() const override {
-    return "dirty-logging iterative copy: save all, re-save written pages until the rest fits downtime_ms, "
-           "then stop-and-copy";
-  }
+  using Strategy::Strategy;
   Support probe() const override {
     std::string reasons;
     for (const auto& entry : tracker_registry()) {
+      if (!accepts(info().trackers, entry.name)) continue;
       Support s = entry.make()->probe();
       if (s.supported) return Support::yes();
       reasons += (reasons.empty() ? "" : "; ") + entry.name + ": " + s.reason;
     }
     return Support::no("no dirty tracker is supported (" + reasons + ")");
   }
-  std::vector<ParamSpec> params() const override {
-    return {
-        {"downtime_ms", ParamSpec::Type::kInt, "300", 1, 600000,
-         "stop iterating once the dirty pages' estimated save time fits this budget (QEMU's downtime-limit)"},
-        {"max_passes", ParamSpec::Type::kInt, "30", 2, 1000,
-         "give up converging after this many passes, the final stop-and-copy included"},
-    };
-  }
-  bool uses_tracker() const override { return true; }
-  // Pass 1 saves every page, each later pass at most every page again.
-  uint64_t max_records(uint64_t pages, const ParamValues& params) const override {
-    return pages * uint64_t(params.get_int("max_passes"));
-  }
-  ConsistencyPoint consistency() const override { return ConsistencyPoint::kEnd; }
 
   void snapshot(SnapshotContext& ctx) override {
     // The harness resolved, configured and probed the tracker (an unsupported one never gets here).
@@ -194,6 +177,27 @@ class PrecopyStrategy final : public Strategy {
 
 }  // namespace
 
-std::unique_ptr<Strategy> make_precopy_strategy() { return std::make_unique<PrecopyStrategy>(); }
+const StrategyEntry& precopy_strategy() {
+  static const StrategyEntry entry{
+      .name = "precopy",
+      .help = "dirty-logging iterative copy: save all, re-save written pages until the rest fits downtime_ms, "
+              "then stop-and-copy",
+      .params = {
+          {"downtime_ms", ParamSpec::Type::kInt, "300", 1, 600000,
+           "stop iterating once the dirty pages' estimated save time fits this budget (QEMU's downtime-limit)"},
+          {"max_passes", ParamSpec::Type::kInt, "30", 2, 1000,
+           "give up converging after this many passes, the final stop-and-copy included"},
+      },
+      .consistency = ConsistencyPoint::kEnd,
+      .uses_tracker = true,
+      .may_save_duplicates = true,
+      // Pass 1 saves every page, each later pass at most every page again.
+      .max_records = [](uint64_t pages, const ParamValues& params) {
+        return pages * uint64_t(params.get_int("max_passes"));
+      },
+      .factory = make_strategy_of<PrecopyStrategy>,
+  };
+  return entry;
+}
 
 }  // namespace snap

@@ -1,47 +1,39 @@
-// The explicit registries of strategies and dirty trackers: one line per unit.
+// The explicit registries of strategies and dirty trackers: one line per unit, naming the function
+// (defined in the unit's own file) that returns its descriptor.
 #include "core/error.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 
+// In the order `snapbench list` shows them.
+#define SNAP_STRATEGIES(X) \
+  X(none_strategy)         \
+  X(stop_copy_strategy)    \
+  X(precopy_strategy)      \
+  X(uffd_wp_strategy)      \
+  X(fork_cow_strategy)
+
+#define SNAP_TRACKERS(X)   \
+  X(uffd_async_tracker)    \
+  X(mprotect_tracker)      \
+  X(soft_dirty_tracker)    \
+  X(kvm_dirty_log_tracker) \
+  X(kvm_dirty_ring_tracker)
+
 namespace snap {
 
-// Each factory lives in its strategy's own file.
-std::unique_ptr<Strategy> make_none_strategy();
-std::unique_ptr<Strategy> make_stop_copy_strategy();
-std::unique_ptr<Strategy> make_precopy_strategy();
-std::unique_ptr<Strategy> make_uffd_wp_strategy();
-std::unique_ptr<Strategy> make_fork_cow_strategy();
-
-std::unique_ptr<DirtyTracker> make_uffd_async_tracker();
-std::unique_ptr<DirtyTracker> make_mprotect_tracker();
-std::unique_ptr<DirtyTracker> make_soft_dirty_tracker();
-std::unique_ptr<DirtyTracker> make_kvm_dirty_log_tracker();
-std::unique_ptr<DirtyTracker> make_kvm_dirty_ring_tracker();
+#define SNAP_DECLARE_STRATEGY(descriptor) const StrategyEntry& descriptor();
+#define SNAP_DECLARE_TRACKER(descriptor) const TrackerEntry& descriptor();
+#define SNAP_ENTRY(descriptor) descriptor(),
+SNAP_STRATEGIES(SNAP_DECLARE_STRATEGY)
+SNAP_TRACKERS(SNAP_DECLARE_TRACKER)
 
 const Registry<StrategyEntry>& strategy_registry() {
-  static const Registry<StrategyEntry> registry("--strategy", "strategy",
-                                                {
-                                                    {"none", make_none_strategy, {}, false},
-                                                    {"stop-copy", make_stop_copy_strategy, {}, false},
-                                                    {"precopy", make_precopy_strategy, {}, true},
-                                                    {"uffd-wp", make_uffd_wp_strategy, {}, false},
-                                                    {"fork-cow", make_fork_cow_strategy, {}, false},
-                                                });
+  static const Registry<StrategyEntry> registry("--strategy", "strategy", {SNAP_STRATEGIES(SNAP_ENTRY)});
   return registry;
 }
 
-// mprotect learns of a write from the SIGSEGV of a thread of this process: only the threads workload
-// writes that way (a guest's or another process's stores never reach its handler; a vCPU's store to
-// a PROT_READ page makes KVM_RUN fail with EFAULT instead). The kvm trackers read KVM's own log.
 const Registry<TrackerEntry>& tracker_registry() {
-  static const Registry<TrackerEntry> registry("--tracker", "tracker",
-                                               {
-                                                   {"uffd-async", make_uffd_async_tracker, {}},
-                                                   {"mprotect", make_mprotect_tracker, {"threads"}},
-                                                   {"soft-dirty", make_soft_dirty_tracker, {}},
-                                                   {"kvm-dirty-log", make_kvm_dirty_log_tracker, {"kvm"}},
-                                                   {"kvm-dirty-ring", make_kvm_dirty_ring_tracker, {"kvm"}},
-                                               });
+  static const Registry<TrackerEntry> registry("--tracker", "tracker", {SNAP_TRACKERS(SNAP_ENTRY)});
   return registry;
 }
 

@@ -7,13 +7,8 @@ namespace {
 
 class StopCopyStrategy final : public Strategy {
  public:
-  std::string name() const override { return "stop-copy"; }
-  std::string help() const override { return "pause the writers, save every page, resume (downtime = whole save)"; }
+  using Strategy::Strategy;
   Support probe() const override { return Support::yes(); }
-  std::vector<ParamSpec> params() const override {
-    return {{"chunk_pages", ParamSpec::Type::kInt, "256", 1, 1 << 20, "pages handed to the image writer per call"}};
-  }
-  ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
 
   void snapshot(SnapshotContext& ctx) override {
     Region& region = ctx.region;
@@ -36,6 +31,15 @@ class StopCopyStrategy final : public Strategy {
 
 }  // namespace
 
-std::unique_ptr<Strategy> make_stop_copy_strategy() { return std::make_unique<StopCopyStrategy>(); }
+const StrategyEntry& stop_copy_strategy() {
+  static const StrategyEntry entry{
+      .name = "stop-copy",
+      .help = "pause the writers, save every page, resume (downtime = whole save)",
+      .params = {{"chunk_pages", ParamSpec::Type::kInt, "256", 1, 1 << 20, "pages handed to the image writer per call"}},
+      .consistency = ConsistencyPoint::kStart,
+      .factory = make_strategy_of<StopCopyStrategy>,
+  };
+  return entry;
+}
 
 }  // namespace snap

@@ -1,7 +1,6 @@
 // The Strategy interface (one file per strategy) and the explicit registry that lists them all.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,45 +44,66 @@ struct SnapshotContext {
   const ParamValues& tracker_params;
 };
 
+class Strategy;
+
+// A strategy's descriptor: every fixed fact about it, declared once in its own file and listed by
+// strategies/registry.cpp. The harness, `list`, `compare` and the CSV read these; only behaviour
+// (probe, snapshot) is virtual.
+struct StrategyEntry {
+  std::string name = {};                    // registry key, --strategy value, CSV value, image header
+  std::string help = {};                    // one line for `snapbench list`
+  std::vector<ParamSpec> params = {};       // settable with --set NAME.PARAM=VALUE
+  ConsistencyPoint consistency = ConsistencyPoint::kStart;  // the moment its image's content is from
+  std::vector<std::string> workloads = {};  // the workloads it can snapshot (empty: every workload)
+  std::vector<std::string> trackers = {};   // the trackers it takes, if it uses one (empty: every tracker)
+  bool uses_tracker = false;           // takes a dirty tracker (--tracker, kDefaultTracker if none named)
+  bool produces_image = true;          // false only for `none`, which saves nothing (its verify is off)
+  // True when its image may hold a page more than once (precopy re-saves written pages); false
+  // makes any duplicate record a bug that `compare` reports as BROKEN.
+  bool may_save_duplicates = false;
+  // The most page records its image can hold for a region of `pages` with these parameter values,
+  // when it may re-save pages (null: one per page). The harness sizes an in-memory sink from it.
+  uint64_t (*max_records)(uint64_t pages, const ParamValues& params) = nullptr;
+  std::unique_ptr<Strategy> (*factory)(const StrategyEntry&) = nullptr;  // see make_strategy_of
+
+  std::unique_ptr<Strategy> make() const { return factory(*this); }
+  // The bound on its stream's page records (max_records, or one per page; none without an image).
+  uint64_t record_bound(uint64_t pages, const ParamValues& params) const {
+    if (!produces_image) return 0;
+    return max_records ? max_records(pages, params) : pages;
+  }
+};
+
 class Strategy {
  public:
+  explicit Strategy(const StrategyEntry& info) : info_(info) {}
   virtual ~Strategy() = default;
-  virtual std::string name() const = 0;           // registry key and CSV value
-  virtual std::string help() const = 0;           // one line for `snapbench list`
-  virtual Support probe() const = 0;              // may this kernel run it?
-  virtual std::vector<ParamSpec> params() const { return {}; }
-  virtual bool uses_tracker() const { return false; }
-  virtual ConsistencyPoint consistency() const = 0;
-  // False only for `none`, which saves nothing (its verify is always off).
-  virtual bool produces_image() const { return true; }
-  // The most page records its image can hold for a region of `pages` with these parameter values:
-  // the harness sizes an in-memory sink (or the verify tee) from it. One per page unless it re-saves.
-  virtual uint64_t max_records(uint64_t pages, const ParamValues& params) const {
-    (void)params;
-    return produces_image() ? pages : 0;
-  }
-  // The header of this strategy's image (its name and consistency point, said once, here).
+  const StrategyEntry& info() const { return info_; }
+  virtual Support probe() const = 0;  // may this kernel run it?
+  // The header of this strategy's image (its name and consistency point, from its descriptor).
   ImageHeader image_header(uint64_t region_pages) const {
     ImageHeader h;
     h.region_pages = region_pages;
-    h.consistency = consistency();
-    h.strategy = name();
+    h.consistency = info_.consistency;
+    h.strategy = info_.name;
     return h;
   }
   // Takes one snapshot into ctx.sink through an ImageWriter. Must call ctx.control.consistency_point()
   // exactly once while the writers are paused. On every exit path (including a throwing sink) it
   // leaves no page protected, no handler installed, no writer paused and no child unreaped.
   virtual void snapshot(SnapshotContext& ctx) = 0;
+
+ private:
+  const StrategyEntry& info_;
 };
 
-struct StrategyEntry {
-  std::string name;
-  std::function<std::unique_ptr<Strategy>()> make;
-  std::vector<std::string> workloads;  // the workloads it can snapshot (empty: every workload)
-  // True when its image may hold a page more than once (precopy re-saves written pages); false
-  // makes any duplicate record a bug that `compare` reports as BROKEN.
-  bool may_save_duplicates;
-};
+// The factory of a descriptor: `.factory = make_strategy_of<MyStrategy>` (MyStrategy is built from
+// its descriptor, `using Strategy::Strategy;`).
+template <class S>
+std::unique_ptr<Strategy> make_strategy_of(const StrategyEntry& info) {
+  return std::make_unique<S>(info);
+}
+
 // The registry: one line per strategy, in strategies/registry.cpp.
 const Registry<StrategyEntry>& strategy_registry();
 std::unique_ptr<Strategy> make_strategy(const std::string& name);  // throws UsageError if unknown

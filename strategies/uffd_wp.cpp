@@ -67,10 +67,7 @@ void prefault_by_reading(const Region& region) {
 
 class UffdWpStrategy : public Strategy {
  public:
-  std::string name() const override { return "uffd-wp"; }
-  std::string help() const override {
-    return "freeze-and-release: write-protect all RAM with userfaultfd, save in chunks, faulting pages first";
-  }
+  using Strategy::Strategy;
   Support probe() const override {
     const UffdFeatures& f = uffd_features();
     if (!f.available) return Support::no(f.reason);
@@ -78,54 +75,6 @@ class UffdWpStrategy : public Strategy {
       return Support::no("userfaultfd lacks UFFD_FEATURE_PAGEFAULT_FLAG_WP (write-protect mode)");
     return Support::yes();
   }
-  std::vector<ParamSpec> params() const override {
-    return {
-        {"chunk_pages", ParamSpec::Type::kInt, "64", 1, 65536,
-         "pages the saver claims, copies and un-protects at a time (writers hitting the chunk wait for it)"},
-        {"fault_wait", ParamSpec::Type::kString, "read", 0, 0,
-         "how the fault thread waits for faults: read (blocking read), poll, spin (busy-polls a "
-         "non-blocking fd, burns a core), saver (no fault thread: the saver serves faults between "
-         "chunks, QEMU-style; writers then wait while the sink blocks), or sigbus (no fault thread: "
-         "UFFD_FEATURE_SIGBUS makes the faulting writer's own SIGBUS handler copy its page aside and "
-         "un-protect it; unsupported without that feature)",
-         names_of(kFaultWaitNames)},
-        {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
-         "copy-aside ring pages allocated (and populated) up front, for pages the fault path saves before the "
-         "saver drains them"},
-        {"ring_budget_pages", ParamSpec::Type::kInt, "16384", 1, 1 << 22,
-         "how far the copy-aside ring may grow on demand past ring_pages (memory taken only as pages wait: "
-         "behind a slow sink); when that many pages wait, a faulting writer waits for the saver "
-         "(ring_full_waits). Default 64 MiB; set it to ring_pages for a fixed ring"},
-        {"staging", ParamSpec::Type::kString, "image", 0, 0,
-         "where a chunk is copied before it is un-protected: image (straight into the image writer's "
-         "buffer, made room for before the chunk is claimed: one copy, writers never wait for the sink), "
-         "separate (into a staging buffer, then into the image: an extra copy), none (into the image, "
-         "which may flush to the sink while writers wait on the chunk)",
-         names_of(kStagingNames)},
-        {"wp_unpopulated", ParamSpec::Type::kBool, "true", 0, 0,
-         "use UFFD_FEATURE_WP_UNPOPULATED when the kernel offers it; false pre-faults never-touched pages "
-         "with a read instead (QEMU's way on older kernels)"},
-        {"saver_serves_faults", ParamSpec::Type::kBool, "true", 0, 0,
-         "the saver also serves waiting faults between chunks (spin/poll; always with saver), so a starved "
-         "fault thread cannot stall writers for long"},
-        {"release_thread", ParamSpec::Type::kBool, "false", 0, 0,
-         "un-protect each saved chunk on a thread of its own, to overlap the kernel's page-table walk "
-         "with the copy of the next chunk; measured slower, idle and (with the default release_queue) "
-         "under writes: from a second CPU each un-protect must interrupt the saver's CPU to flush its "
-         "TLB (results/variants/uffd-wp)"},
-        {"release_queue", ParamSpec::Type::kInt, "4", 1, 1 << 30,
-         "with release_thread: chunks that may wait for the thread before the saver un-protects one "
-         "itself; a writer faulting on a saved chunk waits behind them (a large queue lets the saver run "
-         "ahead: a shorter snapshot under writes, paid for in writer stalls)"},
-        {"saver_yield", ParamSpec::Type::kBool, "true", 0, 0,
-         "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
-        {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
-         "fault thread scheduling: auto (fifo for poll/read, normal for spin), normal, fifo (SCHED_FIFO; "
-         "never for spin), idle (SCHED_IDLE); falls back to normal without permission",
-         names_of(kFaultSchedNames)},
-    };
-  }
-  ConsistencyPoint consistency() const override { return ConsistencyPoint::kStart; }
 
   void snapshot(SnapshotContext& ctx) override {
     const uint64_t t_setup = now_ns();
@@ -279,6 +228,59 @@ class UffdWpStrategy : public Strategy {
 
 }  // namespace
 
-std::unique_ptr<Strategy> make_uffd_wp_strategy() { return std::make_unique<UffdWpStrategy>(); }
+const StrategyEntry& uffd_wp_strategy() {
+  static const StrategyEntry entry{
+      .name = "uffd-wp",
+      .help = "freeze-and-release: write-protect all RAM with userfaultfd, save in chunks, faulting pages first",
+      .params = {
+          {"chunk_pages", ParamSpec::Type::kInt, "64", 1, 65536,
+           "pages the saver claims, copies and un-protects at a time (writers hitting the chunk wait for it)"},
+          {"fault_wait", ParamSpec::Type::kString, "read", 0, 0,
+           "how the fault thread waits for faults: read (blocking read), poll, spin (busy-polls a "
+           "non-blocking fd, burns a core), saver (no fault thread: the saver serves faults between "
+           "chunks, QEMU-style; writers then wait while the sink blocks), or sigbus (no fault thread: "
+           "UFFD_FEATURE_SIGBUS makes the faulting writer's own SIGBUS handler copy its page aside and "
+           "un-protect it; unsupported without that feature)",
+           names_of(kFaultWaitNames)},
+          {"ring_pages", ParamSpec::Type::kInt, "1024", 1, 1 << 20,
+           "copy-aside ring pages allocated (and populated) up front, for pages the fault path saves before the "
+           "saver drains them"},
+          {"ring_budget_pages", ParamSpec::Type::kInt, "16384", 1, 1 << 22,
+           "how far the copy-aside ring may grow on demand past ring_pages (memory taken only as pages wait: "
+           "behind a slow sink); when that many pages wait, a faulting writer waits for the saver "
+           "(ring_full_waits). Default 64 MiB; set it to ring_pages for a fixed ring"},
+          {"staging", ParamSpec::Type::kString, "image", 0, 0,
+           "where a chunk is copied before it is un-protected: image (straight into the image writer's "
+           "buffer, made room for before the chunk is claimed: one copy, writers never wait for the sink), "
+           "separate (into a staging buffer, then into the image: an extra copy), none (into the image, "
+           "which may flush to the sink while writers wait on the chunk)",
+           names_of(kStagingNames)},
+          {"wp_unpopulated", ParamSpec::Type::kBool, "true", 0, 0,
+           "use UFFD_FEATURE_WP_UNPOPULATED when the kernel offers it; false pre-faults never-touched pages "
+           "with a read instead (QEMU's way on older kernels)"},
+          {"saver_serves_faults", ParamSpec::Type::kBool, "true", 0, 0,
+           "the saver also serves waiting faults between chunks (spin/poll; always with saver), so a starved "
+           "fault thread cannot stall writers for long"},
+          {"release_thread", ParamSpec::Type::kBool, "false", 0, 0,
+           "un-protect each saved chunk on a thread of its own, to overlap the kernel's page-table walk "
+           "with the copy of the next chunk; measured slower, idle and (with the default release_queue) "
+           "under writes: from a second CPU each un-protect must interrupt the saver's CPU to flush its "
+           "TLB (results/variants/uffd-wp)"},
+          {"release_queue", ParamSpec::Type::kInt, "4", 1, 1 << 30,
+           "with release_thread: chunks that may wait for the thread before the saver un-protects one "
+           "itself; a writer faulting on a saved chunk waits behind them (a large queue lets the saver run "
+           "ahead: a shorter snapshot under writes, paid for in writer stalls)"},
+          {"saver_yield", ParamSpec::Type::kBool, "true", 0, 0,
+           "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
+          {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,
+           "fault thread scheduling: auto (fifo for poll/read, normal for spin), normal, fifo (SCHED_FIFO; "
+           "never for spin), idle (SCHED_IDLE); falls back to normal without permission",
+           names_of(kFaultSchedNames)},
+      },
+      .consistency = ConsistencyPoint::kStart,
+      .factory = make_strategy_of<UffdWpStrategy>,
+  };
+  return entry;
+}
 
 }  // namespace snap

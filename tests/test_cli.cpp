@@ -1,6 +1,10 @@
 // The CLI: bad input is a one-line error naming the flag with exit code 2; help and list work.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
 #include "tests/cli_helpers.h"
 
 using snaptest::run_snapbench;
@@ -83,4 +87,27 @@ TEST(Cli, ColumnsListsTheSchema) {
   ASSERT_EQ(r.rc, 0);
   for (const char* col : {"schema_version", "image_ratio", "duplicate_pages", "downtime_s", "write_p999_us", "verified"})
     EXPECT_NE(r.out.find(col), std::string::npos) << col;
+}
+
+// `list --json` is the registries as data (scripts take the strategies from it): every entry, in
+// registry order, with its descriptor's facts.
+TEST(Cli, ListJsonIsTheRegistries) {
+  auto r = run_snapbench("list --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["strategies"].size(), snap::strategy_registry().size());
+  size_t i = 0;
+  for (const auto& e : snap::strategy_registry()) {
+    const auto& s = j["strategies"][i++];
+    EXPECT_EQ(s["name"], e.name);
+    EXPECT_EQ(s["produces_image"], e.produces_image) << e.name;
+    EXPECT_EQ(s["uses_tracker"], e.uses_tracker) << e.name;
+    EXPECT_EQ(s["may_save_duplicates"], e.may_save_duplicates) << e.name;
+    EXPECT_EQ(s["consistency"], e.consistency == snap::ConsistencyPoint::kStart ? "start" : "end") << e.name;
+    EXPECT_EQ(s["params"].size(), e.params.size()) << e.name;
+  }
+  ASSERT_EQ(j["trackers"].size(), snap::tracker_registry().size());
+  i = 0;
+  for (const auto& e : snap::tracker_registry()) EXPECT_EQ(j["trackers"][i++]["name"], e.name);
+  ASSERT_EQ(j["workloads"].size(), snap::workload_registry().size());
 }

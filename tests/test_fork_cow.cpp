@@ -148,7 +148,7 @@ struct Snap {
   ParamValues params;
   ParamValues none;
   explicit Snap(const std::map<std::string, std::string>& raw = {})
-      : params("fork-cow", strategy->params(), raw) {}
+      : params("fork-cow", strategy->info().params, raw) {}
   void run(Region& region, WorkloadControl& control, Sink& sink) {
     SnapshotContext ctx{region, control, sink, metrics, params, nullptr, none};
     strategy->snapshot(ctx);
@@ -161,11 +161,11 @@ size_t image_capacity(const Region& r) { return 4096 + r.pages() * (kPageSize + 
 
 TEST(ForkCow, ProbeAndContract) {
   auto s = make_strategy("fork-cow");
-  EXPECT_EQ(s->name(), "fork-cow");
+  EXPECT_EQ(s->info().name, "fork-cow");
   EXPECT_TRUE(s->probe().supported);
-  EXPECT_EQ(s->consistency(), ConsistencyPoint::kStart);
-  EXPECT_FALSE(s->uses_tracker());
-  EXPECT_TRUE(s->produces_image());
+  EXPECT_EQ(s->info().consistency, ConsistencyPoint::kStart);
+  EXPECT_FALSE(s->info().uses_tracker);
+  EXPECT_TRUE(s->info().produces_image);
 }
 
 // The parent overwrites populated pages right after resume(), while the child is alive: the image

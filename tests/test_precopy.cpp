@@ -207,9 +207,9 @@ TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
   std::unique_ptr<Sink> sink = make_sink({"fail:100000", false, 0, 0});
   snaptest::RecordingControl control;
   StrategyMetrics metrics;
-  ParamValues params("precopy", strategy->params(), {});
+  ParamValues params("precopy", strategy->info().params, {});
   auto tracker = make_tracker(GetParam());
-  ParamValues tracker_params(GetParam(), tracker->params(), {});
+  ParamValues tracker_params(GetParam(), tracker->info().params, {});
   SnapshotContext ctx{region, control, *sink, metrics, params, tracker.get(), tracker_params};
   EXPECT_THROW(strategy->snapshot(ctx), SinkError);
 
@@ -226,11 +226,11 @@ TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
 // with max_passes (it re-saves pages), the others' is one record per page.
 TEST(PrecopyBound, MaxRecordsFollowMaxPasses) {
   auto precopy = make_strategy("precopy");
-  EXPECT_EQ(precopy->max_records(100, ParamValues("precopy", precopy->params(), {{"max_passes", "7"}})), 700u);
+  EXPECT_EQ(precopy->info().record_bound(100, ParamValues("precopy", precopy->info().params, {{"max_passes", "7"}})), 700u);
   auto stop_copy = make_strategy("stop-copy");
-  EXPECT_EQ(stop_copy->max_records(100, ParamValues("stop-copy", stop_copy->params(), {})), 100u);
+  EXPECT_EQ(stop_copy->info().record_bound(100, ParamValues("stop-copy", stop_copy->info().params, {})), 100u);
   auto none = make_strategy("none");
-  EXPECT_EQ(none->max_records(100, ParamValues("none", none->params(), {})), 0u);
+  EXPECT_EQ(none->info().record_bound(100, ParamValues("none", none->info().params, {})), 0u);
 }
 
 TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
@@ -240,9 +240,9 @@ TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
   std::unique_ptr<Sink> sink = make_sink({"memory", false, 0, 64ull << 20});
   snaptest::RecordingControl control;
   StrategyMetrics metrics;
-  ParamValues params("precopy", strategy->params(), {});
+  ParamValues params("precopy", strategy->info().params, {});
   auto tracker = make_tracker(GetParam());
-  ParamValues tracker_params(GetParam(), tracker->params(), {});
+  ParamValues tracker_params(GetParam(), tracker->info().params, {});
   SnapshotContext ctx{region, control, *sink, metrics, params, tracker.get(), tracker_params};
   strategy->snapshot(ctx);
   EXPECT_EQ(control.consistency_points, 1);
@@ -261,14 +261,14 @@ TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
 
 TEST(Precopy, ProbeAndParams) {
   auto strategy = make_strategy("precopy");
-  EXPECT_TRUE(strategy->uses_tracker());
-  EXPECT_EQ(strategy->consistency(), ConsistencyPoint::kEnd);
+  EXPECT_TRUE(strategy->info().uses_tracker);
+  EXPECT_EQ(strategy->info().consistency, ConsistencyPoint::kEnd);
   EXPECT_EQ(strategy->probe().supported, !supported_trackers().empty()) << strategy->probe().reason;
-  ParamValues defaults("precopy", strategy->params(), {});
+  ParamValues defaults("precopy", strategy->info().params, {});
   EXPECT_EQ(defaults.get_int("downtime_ms"), 300);
   EXPECT_EQ(defaults.get_int("max_passes"), 30);
-  EXPECT_THROW(ParamValues("precopy", strategy->params(), {{"max_passes", "1"}}), UsageError);
-  EXPECT_THROW(ParamValues("precopy", strategy->params(), {{"downtime_ms", "0"}}), UsageError);
+  EXPECT_THROW(ParamValues("precopy", strategy->info().params, {{"max_passes", "1"}}), UsageError);
+  EXPECT_THROW(ParamValues("precopy", strategy->info().params, {{"downtime_ms", "0"}}), UsageError);
 }
 
 TEST(Precopy, SoftDirtyIsUnsupportedWithAReasonWhenTheKernelLacksIt) {

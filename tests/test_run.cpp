@@ -183,11 +183,11 @@ TEST(Run, FailingSinkEndsFailedAndTheNextRunWorks) {
 TEST(Registry, EveryStrategyAndTrackerRunsTinyAndVerified) {
   for (const auto& entry : strategy_registry()) {
     auto strategy = entry.make();
-    EXPECT_EQ(strategy->name(), entry.name);
-    EXPECT_FALSE(strategy->help().empty()) << entry.name;
-    ParamValues defaults(entry.name, strategy->params(), {});  // every default is valid
+    EXPECT_EQ(strategy->info().name, entry.name);
+    EXPECT_FALSE(strategy->info().help.empty()) << entry.name;
+    ParamValues defaults(entry.name, strategy->info().params, {});  // every default is valid
     std::vector<std::string> trackers = {""};
-    if (strategy->uses_tracker()) {
+    if (strategy->info().uses_tracker) {
       trackers.clear();
       for (const auto& t : tracker_registry()) trackers.push_back(t.name);
     }
@@ -205,8 +205,8 @@ TEST(Registry, EveryStrategyAndTrackerRunsTinyAndVerified) {
         continue;
       }
       EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
-      EXPECT_EQ(r.verified, strategy->produces_image() ? "pass" : "off") << r.verify_detail;
-      if (strategy->produces_image()) {
+      EXPECT_EQ(r.verified, strategy->info().produces_image ? "pass" : "off") << r.verify_detail;
+      if (strategy->info().produces_image) {
         EXPECT_GE(r.image.unique_pages, 1024u);
       }
     }
@@ -216,8 +216,8 @@ TEST(Registry, EveryStrategyAndTrackerRunsTinyAndVerified) {
 // The harness refuses a combination from the registry entries' data alone: a strategy or tracker
 // that lists the workloads it accepts makes every other workload a run with status=unsupported.
 TEST(Registry, RefusedWorkloadCombinationIsUnsupportedWithTheReason) {
-  const StrategyEntry any{"any", nullptr, {}, false};
-  const StrategyEntry only_vm{"only-vm", nullptr, {"vm"}, false};
+  const StrategyEntry any{.name = "any"};
+  const StrategyEntry only_vm{.name = "only-vm", .workloads = {"vm"}};
   EXPECT_TRUE(combination_support(any, nullptr, "threads").supported);
   Support s = combination_support(only_vm, nullptr, "threads");
   EXPECT_FALSE(s.supported);
@@ -228,6 +228,12 @@ TEST(Registry, RefusedWorkloadCombinationIsUnsupportedWithTheReason) {
   Support t = combination_support(any, &mprotect, "vm");
   EXPECT_FALSE(t.supported);
   EXPECT_NE(t.reason.find("mprotect"), std::string::npos) << t.reason;
+  // A strategy that names the trackers it takes refuses the others the same way.
+  const StrategyEntry only_mprotect{.name = "only-mprotect", .trackers = {"mprotect"}, .uses_tracker = true};
+  EXPECT_TRUE(combination_support(only_mprotect, &mprotect, "threads").supported);
+  Support u = combination_support(only_mprotect, &tracker_registry().get("uffd-async"), "threads");
+  EXPECT_FALSE(u.supported);
+  EXPECT_NE(u.reason.find("uffd-async"), std::string::npos) << u.reason;
   // Every registered workload is accepted by every strategy that names none.
   for (const auto& w : workload_registry())
     for (const auto& e : strategy_registry())

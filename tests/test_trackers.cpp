@@ -131,7 +131,7 @@ TEST_P(TrackerTable, ReportsExactlyTheWrittenPagesAndRearms) {
   const uint64_t pages = region.pages();
   if (c.thp && c.populated && anon_huge_kib(region) == 0) GTEST_SKIP() << "no transparent huge page was obtained";
 
-  tracker->start(region, g_control, ParamValues(c.tracker, tracker->params(), {}));
+  tracker->start(region, g_control, ParamValues(c.tracker, tracker->info().params, {}));
   read_every_page(region);
   EXPECT_TRUE(collect(*tracker).empty()) << "reading pages made them dirty";
 
@@ -183,12 +183,12 @@ TEST_P(TrackerRace, ConcurrentWriterLosesNoWrite) {
   std::string why;
   auto tracker = make_supported(c.tracker, &why);
   if (!tracker) GTEST_SKIP() << why;
-  if (tracker->collect_needs_pause()) GTEST_SKIP() << c.tracker << " needs the writers paused to collect";
+  if (tracker->info().collect_needs_pause) GTEST_SKIP() << c.tracker << " needs the writers paused to collect";
 
   Region region({8ull << 20, c.populated ? 0.5 : 0.0, c.thp, -1, 3});
   const uint64_t pages = region.pages();
   std::vector<uint8_t> copy(region.bytes());
-  tracker->start(region, g_control, ParamValues(c.tracker, tracker->params(), {}));
+  tracker->start(region, g_control, ParamValues(c.tracker, tracker->info().params, {}));
   std::memcpy(copy.data(), region.base(), region.bytes());
 
   std::atomic<bool> stop{false};
@@ -364,8 +364,8 @@ TEST(SoftDirtyTracker, ProbeMatchesKernelConfig) {
 TEST(TrackerRegistry, EveryTrackerHasNameHelpAndAProbe) {
   for (const auto& entry : tracker_registry()) {
     auto tracker = entry.make();
-    EXPECT_EQ(tracker->name(), entry.name);
-    EXPECT_FALSE(tracker->help().empty());
+    EXPECT_EQ(tracker->info().name, entry.name);
+    EXPECT_FALSE(tracker->info().help.empty());
     Support s = tracker->probe();
     if (!s.supported) {
       EXPECT_FALSE(s.reason.empty()) << entry.name;

@@ -166,7 +166,7 @@ struct DirectRun {
 DirectRun snapshot_directly(Region& region, WorkloadControl& control, Sink& sink,
                             const std::map<std::string, std::string>& raw) {
   auto strategy = make_strategy("uffd-wp");
-  ParamValues values("uffd-wp", strategy->params(), raw);
+  ParamValues values("uffd-wp", strategy->info().params, raw);
   ParamValues none;
   DirectRun out;
   SnapshotContext ctx{region, control, sink, out.metrics, values, nullptr, none};
@@ -204,7 +204,7 @@ TEST(UffdWp, ProbeFollowsTheKernelFeatures) {
   if (!s.supported) {
     EXPECT_FALSE(s.reason.empty());
   }
-  EXPECT_EQ(make_strategy("uffd-wp")->consistency(), ConsistencyPoint::kStart);
+  EXPECT_EQ(make_strategy("uffd-wp")->info().consistency, ConsistencyPoint::kStart);
 }
 
 // The image equals the region at the consistency point, page for page, whatever the fault thread's
@@ -425,7 +425,7 @@ TEST(UffdWp, UnknownFaultWaitIsRejected) {
   auto strategy = make_strategy("uffd-wp");
   for (const char* param : {"fault_wait", "fault_sched"}) {
     try {
-      ParamValues values("uffd-wp", strategy->params(), {{param, "sleep"}});
+      ParamValues values("uffd-wp", strategy->info().params, {{param, "sleep"}});
       ADD_FAILURE() << param << "=sleep accepted";
     } catch (const UsageError& e) {
       EXPECT_NE(std::string(e.what()).find(param), std::string::npos) << e.what();

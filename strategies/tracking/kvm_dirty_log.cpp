@@ -24,22 +24,12 @@ class KvmDirtyLogTracker final : public DirtyTracker {
     }
   }
 
-  std::string name() const override { return "kvm-dirty-log"; }
-  std::string help() const override {
-    return "KVM's dirty bitmap on the guest's memslot (KVM_MEM_LOG_DIRTY_PAGES, manual protect with "
-           "initially-all-set; GET_DIRTY_LOG then CLEAR_DIRTY_LOG in chunks, QEMU's way); kvm workload only";
-  }
+  using DirtyTracker::DirtyTracker;
   Support probe() const override {
     if (std::string why = kvm::kvm_unavailable_reason(); !why.empty()) return Support::no(why);
     if (!kvm::kvm_manual_dirty_log_available())
       return Support::no("KVM lacks KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with KVM_DIRTY_LOG_INITIALLY_SET");
     return Support::yes();
-  }
-  std::vector<ParamSpec> params() const override {
-    return {
-        {"clear_chunk_pages", ParamSpec::Type::kInt, "262144", 64, double(1ull << 30),
-         "pages per KVM_CLEAR_DIRTY_LOG call (a multiple of 64; QEMU clears 1 GiB = 262144 pages at a time)"},
-    };
   }
 
   void start(Region&, WorkloadControl& control, const ParamValues& params) override {
@@ -94,6 +84,19 @@ class KvmDirtyLogTracker final : public DirtyTracker {
 
 }  // namespace
 
-std::unique_ptr<DirtyTracker> make_kvm_dirty_log_tracker() { return std::make_unique<KvmDirtyLogTracker>(); }
+const TrackerEntry& kvm_dirty_log_tracker() {
+  static const TrackerEntry entry{
+      .name = "kvm-dirty-log",
+      .help = "KVM's dirty bitmap on the guest's memslot (KVM_MEM_LOG_DIRTY_PAGES, manual protect with "
+              "initially-all-set; GET_DIRTY_LOG then CLEAR_DIRTY_LOG in chunks, QEMU's way); kvm workload only",
+      .params = {
+          {"clear_chunk_pages", ParamSpec::Type::kInt, "262144", 64, double(1ull << 30),
+           "pages per KVM_CLEAR_DIRTY_LOG call (a multiple of 64; QEMU clears 1 GiB = 262144 pages at a time)"},
+      },
+      .workloads = {"kvm"},
+      .factory = make_tracker_of<KvmDirtyLogTracker>,
+  };
+  return entry;
+}
 
 }  // namespace snap

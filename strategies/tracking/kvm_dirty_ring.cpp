@@ -22,25 +22,11 @@ class KvmDirtyRingTracker final : public DirtyTracker {
     }
   }
 
-  std::string name() const override { return "kvm-dirty-ring"; }
-  std::string help() const override {
-    return "KVM's per-vCPU dirty rings (KVM_CAP_DIRTY_LOG_RING_ACQ_REL): harvest, KVM_RESET_DIRTY_RINGS; "
-           "a full ring stops its vCPU until harvested; kvm workload only";
-  }
+  using DirtyTracker::DirtyTracker;
   Support probe() const override {
     if (std::string why = kvm::kvm_unavailable_reason(); !why.empty()) return Support::no(why);
     if (kvm::kvm_dirty_ring_max_entries() == 0) return Support::no("KVM lacks KVM_CAP_DIRTY_LOG_RING");
     return Support::yes();
-  }
-  std::vector<ParamSpec> params() const override {
-    return {
-        {"ring_entries", ParamSpec::Type::kInt, "4096", 512, 65536,
-         "entries of each vCPU's ring, a power of two (16 bytes each; KVM allows up to 1 MiB per vCPU); the "
-         "VM is created with it"},
-    };
-  }
-  uint32_t workload_dirty_ring_entries(const ParamValues& params) const override {
-    return uint32_t(params.get_int("ring_entries"));
   }
 
   void start(Region&, WorkloadControl& control, const ParamValues&) override {
@@ -77,6 +63,21 @@ class KvmDirtyRingTracker final : public DirtyTracker {
 
 }  // namespace
 
-std::unique_ptr<DirtyTracker> make_kvm_dirty_ring_tracker() { return std::make_unique<KvmDirtyRingTracker>(); }
+const TrackerEntry& kvm_dirty_ring_tracker() {
+  static const TrackerEntry entry{
+      .name = "kvm-dirty-ring",
+      .help = "KVM's per-vCPU dirty rings (KVM_CAP_DIRTY_LOG_RING_ACQ_REL): harvest, KVM_RESET_DIRTY_RINGS; "
+              "a full ring stops its vCPU until harvested; kvm workload only",
+      .params = {
+          {"ring_entries", ParamSpec::Type::kInt, "4096", 512, 65536,
+           "entries of each vCPU's ring, a power of two (16 bytes each; KVM allows up to 1 MiB per vCPU); the "
+           "VM is created with it"},
+      },
+      .workloads = {"kvm"},
+      .workload_dirty_ring_entries = [](const ParamValues& params) { return uint32_t(params.get_int("ring_entries")); },
+      .factory = make_tracker_of<KvmDirtyRingTracker>,
+  };
+  return entry;
+}
 
 }  // namespace snap

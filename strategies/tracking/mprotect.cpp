@@ -91,10 +91,7 @@ class MprotectTracker final : public DirtyTracker {
     }
   }
 
-  std::string name() const override { return "mprotect"; }
-  std::string help() const override {
-    return "mprotect(PROT_READ) plus a SIGSEGV handler that marks a bitmap and re-enables writes per page";
-  }
+  using DirtyTracker::DirtyTracker;
   Support probe() const override { return Support::yes(); }
 
   void start(Region& region, WorkloadControl&, const ParamValues&) override {
@@ -205,6 +202,17 @@ class MprotectTracker final : public DirtyTracker {
 
 }  // namespace
 
-std::unique_ptr<DirtyTracker> make_mprotect_tracker() { return std::make_unique<MprotectTracker>(); }
+const TrackerEntry& mprotect_tracker() {
+  static const TrackerEntry entry{
+      .name = "mprotect",
+      .help = "mprotect(PROT_READ) plus a SIGSEGV handler that marks a bitmap and re-enables writes per page",
+      // It learns of a write from the SIGSEGV of a thread of this process: only the threads workload
+      // writes that way (a guest's or another process's stores never reach its handler; a vCPU's
+      // store to a PROT_READ page makes KVM_RUN fail with EFAULT instead).
+      .workloads = {"threads"},
+      .factory = make_tracker_of<MprotectTracker>,
+  };
+  return entry;
+}
 
 }  // namespace snap

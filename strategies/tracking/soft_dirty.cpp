@@ -77,15 +77,11 @@ class SoftDirtyTracker final : public DirtyTracker {
  public:
   ~SoftDirtyTracker() override { stop(); }
 
-  std::string name() const override { return "soft-dirty"; }
-  std::string help() const override {
-    return "clear_refs + pagemap soft-dirty bit 55 (needs CONFIG_MEM_SOFT_DIRTY; writers paused per collect)";
-  }
+  using DirtyTracker::DirtyTracker;
   Support probe() const override {
     static const Support probed = probe_soft_dirty();  // the kernel does not change under us
     return probed;
   }
-  bool collect_needs_pause() const override { return true; }
 
   void start(Region& region, WorkloadControl&, const ParamValues&) override {
     stop();
@@ -143,6 +139,14 @@ class SoftDirtyTracker final : public DirtyTracker {
 
 }  // namespace
 
-std::unique_ptr<DirtyTracker> make_soft_dirty_tracker() { return std::make_unique<SoftDirtyTracker>(); }
+const TrackerEntry& soft_dirty_tracker() {
+  static const TrackerEntry entry{
+      .name = "soft-dirty",
+      .help = "clear_refs + pagemap soft-dirty bit 55 (needs CONFIG_MEM_SOFT_DIRTY; writers paused per collect)",
+      .collect_needs_pause = true,
+      .factory = make_tracker_of<SoftDirtyTracker>,
+  };
+  return entry;
+}
 
 }  // namespace snap

@@ -21,10 +21,7 @@ class UffdAsyncTracker final : public DirtyTracker {
     }
   }
 
-  std::string name() const override { return "uffd-async"; }
-  std::string help() const override {
-    return "userfaultfd async write-protect; PAGEMAP_SCAN returns written pages and re-protects them atomically";
-  }
+  using DirtyTracker::DirtyTracker;
 
   Support probe() const override {
     const UffdFeatures& f = uffd_features();
@@ -88,6 +85,13 @@ class UffdAsyncTracker final : public DirtyTracker {
 
 }  // namespace
 
-std::unique_ptr<DirtyTracker> make_uffd_async_tracker() { return std::make_unique<UffdAsyncTracker>(); }
+const TrackerEntry& uffd_async_tracker() {
+  static const TrackerEntry entry{
+      .name = "uffd-async",
+      .help = "userfaultfd async write-protect; PAGEMAP_SCAN returns written pages and re-protects them atomically",
+      .factory = make_tracker_of<UffdAsyncTracker>,
+  };
+  return entry;
+}
 
 }  // namespace snap
