@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,49 +14,63 @@
 #include "core/fd_io.h"
 #include "harness/spec_fields.h"
 #include "harness/provenance.h"
-#include "strategies/strategy.h"
-#include "strategies/tracking/tracker.h"
 
 namespace snap {
 
 namespace {
 
-std::string num(double v) {
+std::string num(double v) { return csv_number(v); }
+std::string u64(uint64_t v) { return std::to_string(v); }
+
+// The column of a run-spec field: its name, meaning and value come from the field table
+// (harness/spec_fields.cpp); a column added after schema 1 says what an older CSV without it meant.
+CsvColumn spec_column(const char* key) {
+  const SpecField* f = find_spec_field(key);
+  if (!f || f->column.empty()) throw std::logic_error(std::string("csv: no spec field column '") + key + "'");
+  std::string meaning = f->column_help;
+  if (f->old_value && *f->old_value) meaning += std::string(" (a CSV without this column: ") + f->old_value + ")";
+  return {f->column, meaning, f->column_value};
+}
+
+// A spec field with a column that csv_columns() does not place would vanish from the CSV silently.
+std::vector<CsvColumn> with_every_spec_column(std::vector<CsvColumn> cols) {
+  for (const auto& f : spec_fields())
+    if (!f.column.empty() &&
+        std::none_of(cols.begin(), cols.end(), [&](const CsvColumn& c) { return c.name == f.column; }))
+      throw std::logic_error("csv: spec field '" + f.key + "' has column '" + f.column + "' but no place in csv_columns()");
+  return cols;
+}
+
+}  // namespace
+
+std::string csv_number(double v) {
   char b[64];
   std::snprintf(b, sizeof b, "%.9g", v);
   return b;
 }
-std::string u64(uint64_t v) { return std::to_string(v); }
-
-}  // namespace
 
 const std::vector<CsvColumn>& csv_columns() {
-  static const std::vector<CsvColumn> cols = {
+  static const std::vector<CsvColumn> cols = with_every_spec_column({
       {"schema_version", "version of this column set", [](const RunResult&) { return std::to_string(kSchemaVersion); }},
-      {"strategy", "strategy registry key (" + strategy_registry().names() + ")", [](const RunResult& r) { return r.spec.strategy; }},
-      {"tracker", strategy_registry().names_if([](const StrategyEntry& e) { return e.uses_tracker; }, "/") +
-                      "'s dirty tracker (" + tracker_registry().names() + "); empty for the others",
-       [](const RunResult& r) { return r.tracker; }},
-      {"workload", "what wrote the region, a workload registry key (a CSV without this column: threads)", [](const RunResult& r) { return r.spec.workload; }},
-      {"pattern", "writers' access pattern as given to --pattern", [](const RunResult& r) { return r.spec.pattern; }},
-      {"writers", "number of writer threads", [](const RunResult& r) { return std::to_string(r.spec.writers); }},
-      {"region_bytes", "size of the region (whole pages)", [](const RunResult& r) { return u64(r.region_bytes); }},
-      {"populate", "fraction of pages filled with non-zero content before the run", [](const RunResult& r) { return num(r.spec.populate); }},
-      {"thp", "transparent huge pages advised on the region (on|off)", [](const RunResult& r) { return std::string(r.spec.thp ? "on" : "off"); }},
-      {"numa_node", "NUMA node the region and writers are bound to (-1: none)", [](const RunResult& r) { return std::to_string(r.spec.numa_node); }},
-      {"rate", "target write rate as given to --rate", [](const RunResult& r) { return r.spec.rate; }},
+      spec_column("strategy"),
+      spec_column("tracker"),
+      spec_column("workload"),
+      spec_column("pattern"),
+      spec_column("writers"),
+      spec_column("mem"),
+      spec_column("populate"),
+      spec_column("thp"),
+      spec_column("numa_node"),
+      spec_column("rate"),
       {"rate_target_pages_s", "target write rate in pages/s over all writers (-1: max)", [](const RunResult& r) { return num(r.rate_target_pages_s); }},
       {"rate_before_pages_s", "achieved write rate during the warm-up, pages/s", [](const RunResult& r) { return num(r.rate_before_pages_s); }},
       {"rate_during_pages_s", "achieved write rate while the snapshot ran, pages/s", [](const RunResult& r) { return num(r.rate_during_pages_s); }},
-      {"sink", "sink kind (null, memory, file, exec, fail)", [](const RunResult& r) {
-         auto c = r.spec.sink.find(':');
-         return c == std::string::npos ? r.spec.sink : r.spec.sink.substr(0, c);
-       }},
-      {"bandwidth_bytes_s", "save bandwidth cap in bytes/s (0: none)", [](const RunResult& r) { return u64(r.bandwidth_bytes_s); }},
-      {"warmup_s", "seconds the writers ran before the snapshot started", [](const RunResult& r) { return num(r.spec.warmup_s); }},
-      {"fsync", "1 if the file sink fdatasynced the image before the snapshot counted as complete (--fsync)", [](const RunResult& r) { return std::string(r.spec.fsync ? "1" : "0"); }},
-      {"verify", "1 if the image was to be verified (--verify); the verdict is in verified", [](const RunResult& r) { return std::string(r.spec.verify ? "1" : "0"); }},
-      {"seed", "seed of the region content and access pattern", [](const RunResult& r) { return u64(r.spec.seed); }},
+      spec_column("sink"),
+      spec_column("bandwidth"),
+      spec_column("warmup"),
+      spec_column("fsync"),
+      spec_column("verify"),
+      spec_column("seed"),
       {"rep", "repetition index (0-based)", [](const RunResult& r) { return std::to_string(r.spec.rep); }},
       {"status", "ok | unsupported | failed", [](const RunResult& r) { return std::string(status_name(r.status)); }},
       {"reason", "why unsupported or failed (empty when ok)", [](const RunResult& r) { return r.reason; }},
@@ -87,7 +102,7 @@ const std::vector<CsvColumn>& csv_columns() {
       {"host", "host name of the machine that ran the run", [](const RunResult&) { return this_machine().host; }},
       {"kernel", "kernel release of that machine (uname -r)", [](const RunResult&) { return this_machine().kernel; }},
       {"cpu_model", "CPU model of that machine (/proc/cpuinfo model name)", [](const RunResult&) { return this_machine().cpu_model; }},
-  };
+  });
   return cols;
 }
 
@@ -121,17 +136,22 @@ const std::vector<std::string>& case_key_columns() {
 namespace {
 
 // The case columns added after schema 1, with the value every run of an older CSV had ("" when it
-// is not known: such a column is left out when only one of two tables has it).
+// is not known: such a column is left out when only one of two tables has it), from the field table.
 struct LaterColumn {
-  const char* name;
+  std::string name;
   const char* old_value;
 };
-constexpr LaterColumn kLaterCaseColumns[] = {{"workload", kDefaultWorkload}, {"fsync", ""}, {"verify", ""}};
+std::vector<LaterColumn> later_case_columns() {
+  std::vector<LaterColumn> out;
+  for (const auto& f : spec_fields())
+    if (f.identity && f.old_value) out.push_back({f.column, f.old_value});
+  return out;
+}
 
 }  // namespace
 
 CsvTable with_case_columns(CsvTable table) {
-  for (const auto& [name, value] : kLaterCaseColumns) {
+  for (const auto& [name, value] : later_case_columns()) {
     if (table.find_column(name) >= 0 || *value == '\0') continue;
     table.columns.push_back(name);
     for (auto& row : table.rows) row.push_back(value);
@@ -141,7 +161,7 @@ CsvTable with_case_columns(CsvTable table) {
 
 std::vector<std::string> align_case_columns(CsvTable& a, CsvTable& b) {
   std::vector<std::string> left_out;
-  for (const auto& [name, value] : kLaterCaseColumns) {
+  for (const auto& [name, value] : later_case_columns()) {
     const bool in_a = a.find_column(name) >= 0, in_b = b.find_column(name) >= 0;
     if (in_a && in_b) continue;
     if (in_a || in_b) left_out.push_back(name);  // neither: two older tables, nothing is lost

@@ -18,6 +18,8 @@ struct CsvColumn {
 };
 
 const std::vector<CsvColumn>& csv_columns();
+// A number as the CSV writes it (%.9g).
+std::string csv_number(double v);
 std::string csv_header();
 std::string csv_row(const RunResult& r);
 std::string csv_escape(const std::string& field);

@@ -5,6 +5,8 @@
 
 #include "core/image.h"
 #include "core/params.h"
+#include "core/region.h"
+#include "core/sink.h"
 #include "core/unit.h"
 #include "workloads/workload.h"
 
@@ -18,19 +20,19 @@ struct RunSpec {
   std::string strategy = "stop-copy";
   std::string workload = kDefaultWorkload;  // what writes the region (workloads/registry.cpp)
   std::string tracker;                 // for a strategy that uses one; "" = kDefaultTracker
-  std::string pattern = "uniform";
-  int writers = 2;
-  uint64_t mem_bytes = 256ull << 20;
-  double populate = 1.0;
+  std::string pattern = WorkloadOptions{}.pattern;  // the defaults of the layer that owns the field
+  int writers = WorkloadOptions{}.writers;
+  uint64_t mem_bytes = RegionOptions{}.bytes;
+  double populate = RegionOptions{}.populate;
   std::string rate = "0";              // as typed: "0", "max", "100MiB/s", "20000pages/s"
   std::string bandwidth = "0";         // sink cap as typed; "0" = none
-  bool thp = false;
-  int numa_node = -1;
-  std::string sink = "null";
-  bool fsync = false;
+  bool thp = RegionOptions{}.thp;
+  int numa_node = RegionOptions{}.numa_node;
+  std::string sink = SinkOptions{}.spec;
+  bool fsync = SinkOptions{}.fsync;
   double warmup_s = 0.5;
   int rep = 0;
-  uint64_t seed = 1;
+  uint64_t seed = RegionOptions{}.seed;
   bool verify = false;
   std::string image_path;              // keep the image here (file sink, or a copy of the stream)
   ParamAssignments params;             // --set values, by unit

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/sink.h"
 #include "core/units.h"
+#include "harness/csv.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 #include "workloads/workload.h"
@@ -68,11 +69,13 @@ std::string pattern_help() {
   return "writers' access pattern: " + out;
 }
 
-std::string sink_help() {
+std::string sink_kind_names(const std::string& sep) {
   std::string out;
-  for (const auto& s : sink_kinds()) out += (out.empty() ? "" : " | ") + s.name;
-  return "where the image goes: " + out + " (their syntax: `snapbench list`)";
+  for (const auto& s : sink_kinds()) out += (out.empty() ? "" : sep) + s.name;
+  return out;
 }
+
+std::string sink_help() { return "where the image goes: " + sink_kind_names(" | ") + " (their syntax: `snapbench list`)"; }
 
 bool uses_tracker(const StrategyEntry& e) { return e.uses_tracker; }
 
@@ -84,75 +87,126 @@ constexpr double kMaxWarmupS = 86400;   // a day: longer is a typo, not a warm-u
 
 const std::vector<SpecField>& spec_fields() {
   using S = RunSpec;
+  using R = const RunResult&;
   using W = const std::string&;
   static const std::vector<SpecField> fields = {
-      {"strategy", "--strategy", "strategy", true, false, one_of("snapshot strategy", strategy_registry().names(" | ")),
-       [](S& s, W v, W) { s.strategy = v; }, [](const S& s) { return s.strategy; }},
-      {"tracker", "--tracker", "tracker", true, false,
-       one_of(strategy_registry().names_if(uses_tracker, "/") + "'s dirty tracker, default " +
-                  std::string(kDefaultTracker),
-              tracker_registry().names(" | ")),
-       [](S& s, W v, W) { s.tracker = v; }, [](const S& s) { return s.tracker; }},
-      {"workload", "--workload", "workload", true, false,
-       one_of("what writes the region while the snapshot runs", workload_registry().names(" | ")),
-       [](S& s, W v, W) { s.workload = v; }, [](const S& s) { return s.workload; }},
-      {"pattern", "--pattern", "pattern", true, false, pattern_help(),
-       [](S& s, W v, W where) {
-         try {
-           check_pattern_spec(v);
-         } catch (const UsageError& e) {
-           throw UsageError(where == "--pattern" ? e.what() : where + ": " + e.what());
-         }
-         s.pattern = v;
-       },
-       [](const S& s) { return s.pattern; }},
-      {"writers", "--writers", "writers", true, false, "writer threads (0.." + std::to_string(kMaxWriters) + ")",
-       [](S& s, W v, W where) { s.writers = int(parse_int(v, 0, kMaxWriters, where)); },
-       [](const S& s) { return std::to_string(s.writers); }},
-      {"mem", "--mem", "region_bytes", true, false, "region size: 4096, 64M, 1G, 1GiB...",
-       [](S& s, W v, W where) {
-         s.mem_bytes = parse_size(v, where);
-         if (s.mem_bytes == 0) throw UsageError(where + ": the region must be at least one page");
-       },
-       [](const S& s) {
-         return s.mem_bytes % (1u << 20) == 0 ? std::to_string(s.mem_bytes >> 20) + "M" : std::to_string(s.mem_bytes);
-       }},
-      {"populate", "--populate", "populate", true, false,
-       "fraction of pages filled before the run (0..1); the rest is never touched",
-       [](S& s, W v, W where) { s.populate = parse_number(v, 0, 1, where); },
-       [](const S& s) { return number_text(s.populate); }},
-      {"thp", "--thp", "thp", true, false, "transparent huge pages on the region: on | off",
-       [](S& s, W v, W where) { s.thp = parse_bool(v, where); }, [](const S& s) { return std::string(s.thp ? "on" : "off"); }},
-      {"numa_node", "--numa-node", "numa_node", true, false,
-       "bind the region and the writers to this NUMA node (-1: no binding)",
-       [](S& s, W v, W where) { s.numa_node = int(parse_int(v, -1, kMaxNumaNode, where)); },
-       [](const S& s) { return std::to_string(s.numa_node); }},
-      {"rate", "--rate", "rate", true, false, "total write rate: 0 (idle), max, 100MiB/s, 20000pages/s",
-       [](S& s, W v, W where) {
-         parse_rate_pages(v, where);
-         s.rate = v;
-       },
-       [](const S& s) { return s.rate; }},
-      {"sink", "--sink", "sink", true, false, sink_help(), [](S& s, W v, W) { s.sink = v; },
-       [](const S& s) { return s.sink; }},
-      {"bandwidth", "--bandwidth", "bandwidth_bytes_s", true, false,
-       "cap on the save rate into the sink, e.g. 800MiB/s (0: none)",
-       [](S& s, W v, W where) {
-         parse_bandwidth(v, where);
-         s.bandwidth = v;
-       },
-       [](const S& s) { return s.bandwidth; }},
-      {"warmup", "--warmup", "warmup_s", true, false,
-       "seconds the writers run before the snapshot starts (0.." + number_text(kMaxWarmupS) + ")",
-       [](S& s, W v, W where) { s.warmup_s = parse_number(v, 0, kMaxWarmupS, where); },
-       [](const S& s) { return number_text(s.warmup_s); }},
-      {"fsync", "--fsync", "fsync", true, true, "file sink: fdatasync the image before the snapshot counts as complete",
-       [](S& s, W v, W where) { s.fsync = parse_bool(v, where); }, [](const S& s) { return std::string(s.fsync ? "on" : "off"); }},
-      {"verify", "--verify", "verify", true, true,
-       "copy the region at the consistency point and compare the image byte for byte",
-       [](S& s, W v, W where) { s.verify = parse_bool(v, where); }, [](const S& s) { return std::string(s.verify ? "on" : "off"); }},
-      {"seed", "--seed", "seed", false, false, "seed of region content and access pattern",
-       [](S& s, W v, W where) { s.seed = parse_u64(v, where); }, [](const S& s) { return std::to_string(s.seed); }},
+      {.key = "strategy", .flag = "--strategy",
+       .help = one_of("snapshot strategy", strategy_registry().names(" | ")),
+       .apply = [](S& s, W v, W) { s.strategy = v; }, .show = [](const S& s) { return s.strategy; },
+       .column = "strategy", .column_help = "strategy registry key (" + strategy_registry().names() + ")",
+       .column_value = [](R r) { return r.spec.strategy; }},
+      {.key = "tracker", .flag = "--tracker",
+       .help = one_of(strategy_registry().names_if(uses_tracker, "/") + "'s dirty tracker, default " +
+                          std::string(kDefaultTracker),
+                      tracker_registry().names(" | ")),
+       .apply = [](S& s, W v, W) { s.tracker = v; }, .show = [](const S& s) { return s.tracker; },
+       .column = "tracker",
+       .column_help = strategy_registry().names_if(uses_tracker, "/") + "'s dirty tracker (" +
+                      tracker_registry().names() + "); empty for the others",
+       .column_value = [](R r) { return r.tracker; }},
+      {.key = "workload", .flag = "--workload",
+       .help = one_of("what writes the region while the snapshot runs", workload_registry().names(" | ")),
+       .apply = [](S& s, W v, W) { s.workload = v; }, .show = [](const S& s) { return s.workload; },
+       .column = "workload", .column_help = "what wrote the region, a workload registry key",
+       .column_value = [](R r) { return r.spec.workload; }, .old_value = kDefaultWorkload},
+      {.key = "pattern", .flag = "--pattern", .help = pattern_help(),
+       .apply =
+           [](S& s, W v, W where) {
+             try {
+               check_pattern_spec(v);
+             } catch (const UsageError& e) {
+               throw UsageError(where == "--pattern" ? e.what() : where + ": " + e.what());
+             }
+             s.pattern = v;
+           },
+       .show = [](const S& s) { return s.pattern; },
+       .column = "pattern", .column_help = "writers' access pattern as given to --pattern",
+       .column_value = [](R r) { return r.spec.pattern; }},
+      {.key = "writers", .flag = "--writers", .help = "writer threads (0.." + std::to_string(kMaxWriters) + ")",
+       .apply = [](S& s, W v, W where) { s.writers = int(parse_int(v, 0, kMaxWriters, where)); },
+       .show = [](const S& s) { return std::to_string(s.writers); },
+       .column = "writers", .column_help = "number of writer threads",
+       .column_value = [](R r) { return std::to_string(r.spec.writers); }},
+      {.key = "mem", .flag = "--mem", .help = "region size: 4096, 64M, 1G, 1GiB...",
+       .apply =
+           [](S& s, W v, W where) {
+             s.mem_bytes = parse_size(v, where);
+             if (s.mem_bytes == 0) throw UsageError(where + ": the region must be at least one page");
+           },
+       .show =
+           [](const S& s) {
+             return s.mem_bytes % (1u << 20) == 0 ? std::to_string(s.mem_bytes >> 20) + "M"
+                                                  : std::to_string(s.mem_bytes);
+           },
+       .column = "region_bytes", .column_help = "size of the region (whole pages)",
+       .column_value = [](R r) { return std::to_string(r.region_bytes); }},
+      {.key = "populate", .flag = "--populate",
+       .help = "fraction of pages filled before the run (0..1); the rest is never touched",
+       .apply = [](S& s, W v, W where) { s.populate = parse_number(v, 0, 1, where); },
+       .show = [](const S& s) { return number_text(s.populate); },
+       .column = "populate", .column_help = "fraction of pages filled with non-zero content before the run",
+       .column_value = [](R r) { return csv_number(r.spec.populate); }},
+      {.key = "thp", .flag = "--thp", .help = "transparent huge pages on the region: on | off",
+       .apply = [](S& s, W v, W where) { s.thp = parse_bool(v, where); },
+       .show = [](const S& s) { return std::string(s.thp ? "on" : "off"); },
+       .column = "thp", .column_help = "transparent huge pages advised on the region (on|off)",
+       .column_value = [](R r) { return std::string(r.spec.thp ? "on" : "off"); }},
+      {.key = "numa_node", .flag = "--numa-node",
+       .help = "bind the region and the writers to this NUMA node (-1: no binding)",
+       .apply = [](S& s, W v, W where) { s.numa_node = int(parse_int(v, -1, kMaxNumaNode, where)); },
+       .show = [](const S& s) { return std::to_string(s.numa_node); },
+       .column = "numa_node", .column_help = "NUMA node the region and writers are bound to (-1: none)",
+       .column_value = [](R r) { return std::to_string(r.spec.numa_node); }},
+      {.key = "rate", .flag = "--rate", .help = "total write rate: 0 (idle), max, 100MiB/s, 20000pages/s",
+       .apply =
+           [](S& s, W v, W where) {
+             parse_rate_pages(v, where);
+             s.rate = v;
+           },
+       .show = [](const S& s) { return s.rate; },
+       .column = "rate", .column_help = "target write rate as given to --rate",
+       .column_value = [](R r) { return r.spec.rate; }},
+      {.key = "sink", .flag = "--sink", .help = sink_help(),
+       .apply = [](S& s, W v, W) { s.sink = v; }, .show = [](const S& s) { return s.sink; },
+       .column = "sink", .column_help = "sink kind (" + sink_kind_names(", ") + ")",
+       .column_value =
+           [](R r) {
+             auto c = r.spec.sink.find(':');
+             return c == std::string::npos ? r.spec.sink : r.spec.sink.substr(0, c);
+           }},
+      {.key = "bandwidth", .flag = "--bandwidth", .help = "cap on the save rate into the sink, e.g. 800MiB/s (0: none)",
+       .apply =
+           [](S& s, W v, W where) {
+             parse_bandwidth(v, where);
+             s.bandwidth = v;
+           },
+       .show = [](const S& s) { return s.bandwidth; },
+       .column = "bandwidth_bytes_s", .column_help = "save bandwidth cap in bytes/s (0: none)",
+       .column_value = [](R r) { return std::to_string(r.bandwidth_bytes_s); }},
+      {.key = "warmup", .flag = "--warmup",
+       .help = "seconds the writers run before the snapshot starts (0.." + number_text(kMaxWarmupS) + ")",
+       .apply = [](S& s, W v, W where) { s.warmup_s = parse_number(v, 0, kMaxWarmupS, where); },
+       .show = [](const S& s) { return number_text(s.warmup_s); },
+       .column = "warmup_s", .column_help = "seconds the writers ran before the snapshot started",
+       .column_value = [](R r) { return csv_number(r.spec.warmup_s); }},
+      {.key = "fsync", .flag = "--fsync", .is_switch = true,
+       .help = "file sink: fdatasync the image before the snapshot counts as complete",
+       .apply = [](S& s, W v, W where) { s.fsync = parse_bool(v, where); },
+       .show = [](const S& s) { return std::string(s.fsync ? "on" : "off"); },
+       .column = "fsync",
+       .column_help = "1 if the file sink fdatasynced the image before the snapshot counted as complete (--fsync)",
+       .column_value = [](R r) { return std::string(r.spec.fsync ? "1" : "0"); }, .old_value = ""},
+      {.key = "verify", .flag = "--verify", .is_switch = true,
+       .help = "copy the region at the consistency point and compare the image byte for byte",
+       .apply = [](S& s, W v, W where) { s.verify = parse_bool(v, where); },
+       .show = [](const S& s) { return std::string(s.verify ? "on" : "off"); },
+       .column = "verify", .column_help = "1 if the image was to be verified (--verify); the verdict is in verified",
+       .column_value = [](R r) { return std::string(r.spec.verify ? "1" : "0"); }, .old_value = ""},
+      {.key = "seed", .flag = "--seed", .identity = false, .help = "seed of region content and access pattern",
+       .apply = [](S& s, W v, W where) { s.seed = parse_u64(v, where); },
+       .show = [](const S& s) { return std::to_string(s.seed); },
+       .column = "seed", .column_help = "seed of the region content and access pattern",
+       .column_value = [](R r) { return std::to_string(r.spec.seed); }},
   };
   return fields;
 }

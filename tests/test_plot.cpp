@@ -45,7 +45,9 @@ TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
   std::string python = finder.out.substr(0, finder.out.find('\n'));
   ASSERT_TRUE(fs::exists(python)) << "find_python.sh printed '" << finder.out << "'";
 
-  Shell test = shell(sh_quoted(python) + " " + sh_quoted(analysis / "test_plot.py"));
+  // The binary's `columns` are the header the fixture must have.
+  Shell test = shell("SNAPBENCH_BINARY=" + sh_quoted(SNAPBENCH_BINARY) + " " + sh_quoted(python) + " " +
+                     sh_quoted(analysis / "test_plot.py"));
   EXPECT_EQ(test.rc, 0) << python << " analysis/test_plot.py failed:\n" << test.out;
 }
 
