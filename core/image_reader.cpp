@@ -17,6 +17,7 @@
 #include "core/image.h"
 #include "core/image_checksum.h"
 #include "core/image_format.h"
+#include "core/scoped.h"
 #include "core/units.h"
 
 namespace snap {
@@ -242,12 +243,9 @@ namespace {
 // far after each read (and may throw), so a wrong file is refused before it is read whole.
 template <class Check>
 std::vector<uint8_t> read_bounded(const std::string& path, uint64_t limit, Check&& check_prefix) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const UniqueFd owned(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const int fd = owned.get();
   if (fd < 0) throw_errno("cannot open '" + path + "'");
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
   std::vector<uint8_t> out;
   struct stat st;
   const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);

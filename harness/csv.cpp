@@ -206,13 +206,14 @@ std::string csv_row(const RunResult& r) {
 
 CsvAppender::CsvAppender(const std::string& path) : path_(path) {
   // O_APPEND: every row goes to the end even if something else appended meanwhile.
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw UsageError("--out: cannot open " + path + ": " + std::strerror(errno));
+  // Owned at once: a refused file (another header) is closed when the constructor throws.
+  fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!fd_) throw UsageError("--out: cannot open " + path + ": " + std::strerror(errno));
   struct stat st;
-  if (fstat(fd_, &st) != 0) throw_errno("--out: " + path);
+  if (fstat(fd_.get(), &st) != 0) throw_errno("--out: " + path);
   std::string text(size_t(st.st_size), '\0');
   for (size_t got = 0; got < text.size();) {
-    const ssize_t r = ::pread(fd_, text.data() + got, text.size() - got, off_t(got));
+    const ssize_t r = ::pread(fd_.get(), text.data() + got, text.size() - got, off_t(got));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) throw_errno("--out: cannot read " + path);
     got += size_t(r);
@@ -220,7 +221,7 @@ CsvAppender::CsvAppender(const std::string& path) : path_(path) {
   // A last line without its newline is a row (or header) whose write was cut off: drop it.
   if (!text.empty() && text.back() != '\n') {
     const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
-    if (::ftruncate(fd_, off_t(keep)) != 0) throw_errno("--out: cannot drop the torn last line of " + path);
+    if (::ftruncate(fd_.get(), off_t(keep)) != 0) throw_errno("--out: cannot drop the torn last line of " + path);
     dropped_ = text.size() - keep;
     text.resize(keep);
     std::fprintf(stderr, "snapbench: %s: dropped a torn last line (%llu bytes without a newline, left by an "
@@ -233,22 +234,20 @@ CsvAppender::CsvAppender(const std::string& path) : path_(path) {
   if (existing_header.empty()) append_line(csv_header() + "\n");
 }
 
-CsvAppender::~CsvAppender() {
-  if (fd_ >= 0) ::close(fd_);
-}
+CsvAppender::~CsvAppender() = default;
 
 void CsvAppender::append_line(const std::string& line) {
-  const off_t start = ::lseek(fd_, 0, SEEK_END);
+  const off_t start = ::lseek(fd_.get(), 0, SEEK_END);
   if (start < 0) throw_errno("writing " + path_);
   auto undo = [&](const char* what, int err) {
     // Back to the last complete row; a truncation never needs space, so it works on a full disk.
-    const bool cut = ::ftruncate(fd_, start) == 0;
+    const bool cut = ::ftruncate(fd_.get(), start) == 0;
     throw std::runtime_error("writing " + path_ + ": " + what + ": " + std::strerror(err) +
                              (cut ? " (the row was not written; the file ends at its last complete row)"
                                   : " (and truncating it back failed: its last line is torn)"));
   };
-  if (const int err = write_all(fd_, line.data(), line.size())) undo("write", err);
-  if (::fsync(fd_) != 0) undo("fsync", errno);
+  if (const int err = write_all(fd_.get(), line.data(), line.size())) undo("write", err);
+  if (::fsync(fd_.get()) != 0) undo("fsync", errno);
 }
 
 void CsvAppender::append(const RunResult& r) { append_line(csv_row(r) + "\n"); }

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/scoped.h"
 #include "harness/csv_table.h"
 #include "harness/run.h"
 
@@ -61,7 +62,7 @@ class CsvAppender {
   void append_line(const std::string& line);
 
   std::string path_;
-  int fd_ = -1;
+  UniqueFd fd_;
   uint64_t dropped_ = 0;
 };
 

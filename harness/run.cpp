@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/region.h"
+#include "core/scoped.h"
 #include "core/sink.h"
 #include "core/sink_tee.h"
 #include "core/units.h"
@@ -41,20 +42,16 @@ namespace {
 // at the consistency point is a plain memcpy (its time is excluded from the downtime).
 class Reference {
  public:
-  explicit Reference(size_t bytes) : bytes_(bytes) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) throw_errno("mmap of the verify reference");
-    base_ = static_cast<uint8_t*>(p);
-    madvise(base_, bytes_, MADV_NOHUGEPAGE);
+  explicit Reference(size_t bytes)
+      : map_(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, "the verify reference") {
+    madvise(map_.data(), bytes, MADV_NOHUGEPAGE);
     // Only the parent compares; a fork-cow child need not inherit (and fork need not copy) its tables.
-    madvise(base_, bytes_, MADV_DONTFORK);
+    madvise(map_.data(), bytes, MADV_DONTFORK);
   }
-  ~Reference() { munmap(base_, bytes_); }
-  uint8_t* data() const { return base_; }
+  uint8_t* data() const { return map_.data(); }
 
  private:
-  size_t bytes_;
-  uint8_t* base_;
+  Mapping map_;
 };
 
 // The WorkloadControl strategies see: pauses the real writers, measures the downtime, and takes the

@@ -35,6 +35,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/units.h"
+#include "core/scoped.h"
 #include "strategies/strategy.h"
 
 namespace snap {
@@ -53,48 +54,8 @@ constexpr int kRunning = 0, kSaved = 1, kFailed = 2;
 static_assert(sizeof(ChildReport) <= kPageSize, "the report must fit its shared page");
 static_assert(std::atomic<int>::is_always_lock_free, "the outcome is shared across processes");
 
-class SharedReportPage {
- public:
-  SharedReportPage() {
-    void* p = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw_errno("fork-cow: mmap of the child's report page");
-    report_ = new (p) ChildReport{};
-  }
-  ~SharedReportPage() { munmap(report_, kPageSize); }
-  SharedReportPage(const SharedReportPage&) = delete;
-  SharedReportPage& operator=(const SharedReportPage&) = delete;
-  ChildReport* get() const { return report_; }
-
- private:
-  ChildReport* report_;
-};
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = other.fd_;
-      other.fd_ = -1;
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 struct Pipe {
-  Fd read_end, write_end;
+  UniqueFd read_end, write_end;
 };
 
 Pipe make_pipe(const char* what) {
@@ -102,27 +63,10 @@ Pipe make_pipe(const char* what) {
   // O_CLOEXEC: a command started meanwhile (an exec sink) must not hold our ends open.
   if (pipe2(fds, O_CLOEXEC) != 0) throw_errno(std::string("fork-cow: pipe for ") + what);
   Pipe p;
-  p.read_end = Fd(fds[0]);
-  p.write_end = Fd(fds[1]);
+  p.read_end = UniqueFd(fds[0]);
+  p.write_end = UniqueFd(fds[1]);
   return p;
 }
-
-// Resumes the writers once, either explicitly right after fork() or on an exception before it.
-class ResumeOnce {
- public:
-  explicit ResumeOnce(WorkloadControl& control) : control_(control) {}
-  ~ResumeOnce() { now(); }
-  void now() {
-    if (armed_) {
-      armed_ = false;
-      control_.resume();
-    }
-  }
-
- private:
-  WorkloadControl& control_;
-  bool armed_ = true;
-};
 
 // The forked child in the parent: reaps it exactly once; killing it first if the parent leaves
 // early (an exception, a timeout), so no path leaves a zombie or an orphan still writing the sink.
@@ -296,15 +240,14 @@ class ForkCowStrategy final : public Strategy {
     const double timeout_s = ctx.params.get_double("timeout_s");
 
     // All the child needs exists before the pause, so the pause holds only fork() itself.
-    SharedReportPage report_page;
-    ChildReport* report = report_page.get();
+    Mapping report_page(kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, "fork-cow: the child's report page");
+    ChildReport* report = new (report_page.data()) ChildReport{};
     ImageWriter writer(ctx.sink, image_header(region.pages()));
     Pipe ready = make_pipe("the child's ready signal");
     Pipe release = make_pipe("the child's release");
     const pid_t parent = getpid();
 
-    ctx.control.pause();
-    ResumeOnce resume(ctx.control);
+    PauseScope paused(ctx.control);  // resumed right after fork(), or on an exception before it
     ctx.control.consistency_point();
     const uint64_t fork_start = now_ns();
     const pid_t pid = fork();
@@ -314,7 +257,7 @@ class ForkCowStrategy final : public Strategy {
       ::close(release.write_end.get());
       run_child({&region, &writer, report, chunk, ready.write_end.get(), release.read_end.get(), parent});
     }
-    resume.now();
+    paused.resume();
     if (pid < 0) throw_errno("fork-cow: fork");
     ChildProcess child(pid);
     ctx.metrics.freeze_s = ns_to_s(fork_end - fork_start);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/scoped.h"
 #include "core/units.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
@@ -33,47 +34,36 @@ void save_listed(ImageWriter& writer, Region& region, const std::vector<uint64_t
 // the mprotect tracker restores the old SIGSEGV handler), then resume the writers.
 class Session {
  public:
-  Session(DirtyTracker& tracker, WorkloadControl& control) : tracker_(tracker), control_(control) {}
+  Session(DirtyTracker& tracker, WorkloadControl& control) : tracker_(tracker), paused_(control, std::defer_lock) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
+  // Then paused_ resumes the writers (after the tracker stopped).
   ~Session() {
-    if (tracking_) {
-      tracking_ = false;
-      if (!paused_) {
-        try {
-          pause();
-        } catch (...) {
-          // Cannot park the writers (timeout): stop the tracker with them running.
-        }
-      }
+    if (!tracking_) return;
+    tracking_ = false;
+    if (!paused_.paused()) {
       try {
-        tracker_.stop();
+        paused_.pause();
       } catch (...) {
-        // Already unwinding from the first failure, which is the one to report.
+        // Cannot park the writers (timeout): stop the tracker with them running.
       }
     }
     try {
-      resume();
+      tracker_.stop();
     } catch (...) {
+      // Already unwinding from the first failure, which is the one to report.
     }
   }
 
-  void start(Region& region, const ParamValues& params) {
+  void start(Region& region, WorkloadControl& control, const ParamValues& params) {
     tracking_ = true;  // before start(): a tracker that half-started is stopped too
-    tracker_.start(region, control_, params);
+    tracker_.start(region, control, params);
   }
-  void pause() {
-    control_.pause();
-    paused_ = true;
-  }
-  void resume() {
-    if (!paused_) return;
-    paused_ = false;
-    control_.resume();
-  }
+  void pause() { paused_.pause(); }
+  void resume() { paused_.resume(); }
   // Collects, parking the writers around it when the tracker cannot re-arm atomically.
   void collect(std::vector<uint64_t>& dirty) {
-    const bool brief_pause = !paused_ && tracker_.info().collect_needs_pause;
+    const bool brief_pause = !paused_.paused() && tracker_.info().collect_needs_pause;
     if (brief_pause) pause();
     tracker_.collect(dirty);
     if (brief_pause) resume();
@@ -85,9 +75,8 @@ class Session {
 
  private:
   DirtyTracker& tracker_;
-  WorkloadControl& control_;
   bool tracking_ = false;
-  bool paused_ = false;
+  PauseScope<WorkloadControl> paused_;
 };
 
 class PrecopyStrategy final : public Strategy {
@@ -116,7 +105,7 @@ class PrecopyStrategy final : public Strategy {
     Session session(*tracker, ctx.control);
 
     const uint64_t arm_start = now_ns();
-    session.start(region, ctx.tracker_params);
+    session.start(region, ctx.control, ctx.tracker_params);
     ctx.metrics.freeze_s = ns_to_s(now_ns() - arm_start);
 
     // Pass 1: every page, while the tracker records what the writers change behind us.

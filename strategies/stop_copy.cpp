@@ -1,4 +1,5 @@
 // `stop-copy`: the baseline. Pause the writers, save every page, resume. Downtime = the whole save.
+#include "core/scoped.h"
 #include "strategies/strategy.h"
 
 namespace snap {
@@ -14,18 +15,14 @@ class StopCopyStrategy final : public Strategy {
     Region& region = ctx.region;
     ImageWriter writer(ctx.sink, image_header(region.pages()));
     const size_t chunk = size_t(ctx.params.get_int("chunk_pages"));
-    ctx.control.pause();
-    // Resume on every exit path, including a throwing sink.
-    struct Resume {
-      WorkloadControl& c;
-      ~Resume() { c.resume(); }
-    } resume{ctx.control};
+    PauseScope paused(ctx.control);  // resumed on every exit path, including a throwing sink
     ctx.control.consistency_point();
     for (size_t i = 0; i < region.pages(); i += chunk)
       writer.save_pages(i, region.page(i), std::min(chunk, region.pages() - i));
     writer.finish();
     ctx.metrics.image = writer.stats();
     ctx.metrics.passes = 1;
+    paused.resume();
   }
 };
 

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/linux_compat.h"
+#include "core/scoped.h"
 #include "core/uffd.h"
 #include "strategies/strategy.h"
 #include "strategies/uffd_wp/choices.h"
@@ -27,34 +28,6 @@ namespace snap {
 namespace {
 
 using namespace uffd_wp;
-
-// Resumes the writers on destruction if they were paused and not resumed yet.
-class PauseGuard {
- public:
-  explicit PauseGuard(WorkloadControl& control) : control_(control) {}
-  ~PauseGuard() {
-    if (paused_) {
-      try {
-        control_.resume();
-      } catch (...) {
-      }
-    }
-  }
-  PauseGuard(const PauseGuard&) = delete;
-  PauseGuard& operator=(const PauseGuard&) = delete;
-  void pause() {
-    control_.pause();
-    paused_ = true;
-  }
-  void resume() {
-    paused_ = false;
-    control_.resume();
-  }
-
- private:
-  WorkloadControl& control_;
-  bool paused_ = false;
-};
 
 // Without WP_UNPOPULATED, write-protection skips never-touched pages: read each page once so it
 // maps the zero page and can be protected (what QEMU does before arming).
@@ -115,7 +88,7 @@ class UffdWpStrategy : public Strategy {
     // Declaration order is the clean-up order reversed: the fault thread stops first, then the
     // whole range is released (waking any blocked writer) and unregistered, the SIGBUS handler
     // (sigbus) removed, the fd closed, and the writers resumed last if still paused.
-    PauseGuard pause(ctx.control);
+    PauseScope pause(ctx.control, std::defer_lock);  // resumes on any exit while paused
     Uffd uffd(features, /*nonblocking=*/wait != FaultWait::kRead);
     if (!wp_unpopulated) prefault_by_reading(region);
     std::unique_ptr<SigbusFaultPath> sigbus_path;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/scoped.h"
 #include "core/units.h"
 #include "strategies/tracking/tracker.h"
 
@@ -87,8 +88,8 @@ class SoftDirtyTracker final : public DirtyTracker {
     stop();
     base_ = region.base();
     pages_ = region.pages();
-    fd_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw_errno("soft-dirty tracker: open /proc/self/pagemap");
+    fd_.reset(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+    if (!fd_) throw_errno("soft-dirty tracker: open /proc/self/pagemap");
     entries_.assign(std::min(pages_, kEntriesPerRead), 0);
     if (int err = clear_soft_dirty()) {
       stop();
@@ -98,11 +99,11 @@ class SoftDirtyTracker final : public DirtyTracker {
   }
 
   void collect(std::vector<uint64_t>& dirty) override {
-    if (fd_ < 0) throw std::logic_error("soft-dirty tracker: collect() before start()");
+    if (!fd_) throw std::logic_error("soft-dirty tracker: collect() before start()");
     const off_t first_entry = off_t(reinterpret_cast<uintptr_t>(base_) / kPageSize);
     for (size_t done = 0; done < pages_;) {
       const size_t want = std::min(entries_.size(), pages_ - done);
-      const ssize_t got = pread(fd_, entries_.data(), want * sizeof(uint64_t),
+      const ssize_t got = pread(fd_.get(), entries_.data(), want * sizeof(uint64_t),
                                 off_t((first_entry + off_t(done)) * off_t(sizeof(uint64_t))));
       if (got < 0) {
         if (errno == EINTR) continue;
@@ -123,8 +124,7 @@ class SoftDirtyTracker final : public DirtyTracker {
   void stop() override {
     // Soft-dirty leaves no protection a writer could notice (the kernel's write-protect for it is
     // resolved silently on the next write), so there is nothing to undo but the fd.
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
+    fd_.reset();
     entries_ = {};
   }
 
@@ -133,7 +133,7 @@ class SoftDirtyTracker final : public DirtyTracker {
  private:
   uint8_t* base_ = nullptr;
   size_t pages_ = 0;
-  int fd_ = -1;
+  UniqueFd fd_;
   std::vector<uint64_t> entries_;  // pagemap read buffer, reused
 };
 

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/region.h"
+#include "core/scoped.h"
 #include "core/units.h"
 
 namespace snap::uffd_wp {
@@ -20,20 +21,14 @@ namespace snap::uffd_wp {
 // it while writers wait.
 class PrefaultedBuffer {
  public:
-  explicit PrefaultedBuffer(size_t bytes) : bytes_(bytes) {
-    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) throw_errno("mmap of the uffd-wp copy-aside buffer (" + format_bytes(double(bytes_)) + ")");
-    base_ = static_cast<uint8_t*>(p);
-  }
-  ~PrefaultedBuffer() { munmap(base_, bytes_); }
-  PrefaultedBuffer(const PrefaultedBuffer&) = delete;
-  PrefaultedBuffer& operator=(const PrefaultedBuffer&) = delete;
-  uint8_t* data() const { return base_; }
-  size_t bytes() const { return bytes_; }
+  explicit PrefaultedBuffer(size_t bytes)
+      : map_(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+             "the uffd-wp copy-aside buffer (" + format_bytes(double(bytes)) + ")") {}
+  uint8_t* data() const { return map_.data(); }
+  size_t bytes() const { return map_.size(); }
 
  private:
-  size_t bytes_;
-  uint8_t* base_ = nullptr;
+  Mapping map_;
 };
 
 // One bit per page: set by whoever (saver or fault thread) takes responsibility for saving it, so
@@ -77,20 +72,15 @@ class ClaimBitmap {
 // which is fine in a signal handler: it is the kernel's, not a library call).
 class GrowableBuffer {
  public:
-  GrowableBuffer(size_t bytes, size_t populated) : bytes_(bytes) {
-    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) throw_errno("mmap of the uffd-wp copy-aside ring (" + format_bytes(double(bytes_)) + ")");
-    base_ = static_cast<uint8_t*>(p);
-    for (size_t off = 0; off < std::min(populated, bytes_); off += kPageSize) base_[off] = 0;
+  GrowableBuffer(size_t bytes, size_t populated)
+      : map_(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+             "the uffd-wp copy-aside ring (" + format_bytes(double(bytes)) + ")") {
+    for (size_t off = 0; off < std::min(populated, bytes); off += kPageSize) map_.data()[off] = 0;
   }
-  ~GrowableBuffer() { munmap(base_, bytes_); }
-  GrowableBuffer(const GrowableBuffer&) = delete;
-  GrowableBuffer& operator=(const GrowableBuffer&) = delete;
-  uint8_t* data() const { return base_; }
+  uint8_t* data() const { return map_.data(); }
 
  private:
-  size_t bytes_;
-  uint8_t* base_ = nullptr;
+  Mapping map_;
 };
 
 // The copy-aside ring: pages a fault path copied aside for the saver. Multi-producer (the fault
