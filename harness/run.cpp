@@ -206,8 +206,21 @@ Support combination_support(const StrategyEntry& strategy, const TrackerEntry* t
   return Support::yes();
 }
 
+void set_writer_columns(RunResult& res, const PhaseStats& before, const PhaseStats& during) {
+  res.rate_before_pages_s = before.rate_pages();
+  res.rate_during_pages_s = during.rate_pages();
+  res.write_count = during.writes;
+  res.write_p50_us = us(during.latency.percentile(0.50));
+  res.write_p99_us = us(during.latency.percentile(0.99));
+  res.write_p999_us = us(during.latency.percentile(0.999));
+  res.write_max_us = us(during.latency.max());
+  res.write_before_p99_us = us(before.latency.percentile(0.99));
+}
+
 RunResult run_once(const RunSpec& spec) {
   Resolved resolved = resolve(spec);
+  if (resolved.workload->run_whole)
+    return resolved.workload->run_whole(spec, resolved.result, resolved.strategy_params, resolved.workload_params);
   RunResult res = resolved.result;
   auto& strategy = resolved.strategy;
   auto& tracker = resolved.tracker;
@@ -296,14 +309,7 @@ RunResult run_once(const RunSpec& spec) {
     res.image = metrics.image;
     const PhaseStats before = workload.stats(Phase::kWarmup);
     const PhaseStats during = workload.stats(Phase::kSnapshot);
-    res.rate_before_pages_s = before.rate_pages();
-    res.rate_during_pages_s = during.rate_pages();
-    res.write_count = during.writes;
-    res.write_p50_us = us(during.latency.percentile(0.50));
-    res.write_p99_us = us(during.latency.percentile(0.99));
-    res.write_p999_us = us(during.latency.percentile(0.999));
-    res.write_max_us = us(during.latency.max());
-    res.write_before_p99_us = us(before.latency.percentile(0.99));
+    set_writer_columns(res, before, during);
 
     if (!failure.empty()) {
       // No finished image, so nothing was verified (verified=off, not fail: a verify failure is a

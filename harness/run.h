@@ -83,6 +83,10 @@ RunResult resolve_spec(const RunSpec& spec);
 // a refused combination is a run with status=unsupported and this reason.
 Support combination_support(const StrategyEntry& strategy, const TrackerEntry* tracker, const std::string& workload);
 
+// The writer columns (achieved rates, write count, latency percentiles) from the workload's warm-up
+// and snapshot phases; shared by the harness and the workloads that run whole (qemu).
+void set_writer_columns(RunResult& res, const PhaseStats& before, const PhaseStats& during);
+
 // Runs one snapshot. Never throws for run-time failures (they become status=failed with a reason);
 // throws UsageError for bad input (unknown strategy, bad parameter...).
 RunResult run_once(const RunSpec& spec);

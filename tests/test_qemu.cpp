@@ -20,16 +20,11 @@
 #include "workloads/qemu/qemu_migration.h"
 #include "workloads/qemu/qemu_process.h"
 #include "workloads/qemu/qemu_vm.h"
+#include "tests/qemu_test_support.h"
 
 namespace {
 
 using namespace snap::qemu;
-
-#define SKIP_WITHOUT_QEMU()                                                    \
-  do {                                                                         \
-    const std::string why = qemu_unavailable_reason(kDefaultQemu, "kvm");      \
-    if (!why.empty()) GTEST_SKIP() << "QEMU with KVM unavailable: " << why;    \
-  } while (0)
 
 // True once `pid` no longer exists or is a zombie nobody will run again (killed, awaiting its reaper).
 bool process_gone(pid_t pid) {

@@ -1,5 +1,6 @@
 // The explicit registry of workloads: one line per workload.
 #include "workloads/kvm/kvm_workload.h"
+#include "workloads/qemu/qemu_workload.h"
 #include "workloads/threads.h"
 #include "workloads/workload.h"
 
@@ -10,6 +11,7 @@ const Registry<WorkloadEntry>& workload_registry() {
                                                 {
                                                     threads_workload(),
                                                     kvm_workload(),
+                                                    qemu::qemu_workload(),
                                                 });
   return registry;
 }

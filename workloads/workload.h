@@ -17,6 +17,8 @@ namespace snap {
 namespace kvm {
 class Vm;  // workloads/kvm/vm.h: the kvm workload's virtual machine
 }
+struct RunSpec;
+struct RunResult;
 
 // Chooses the next page to write. One instance per writer thread (no sharing, no locks).
 class AccessPattern {
@@ -101,6 +103,11 @@ struct WorkloadEntry {
   Support (*probe)();                // may this machine run it?
   // Starts the workload on the region (throws UsageError for bad options, runtime_error otherwise).
   std::unique_ptr<Workload> (*make)(Region& region, const WorkloadOptions& opts, const ParamValues& params);
+  // A workload whose memory belongs to another process (qemu) takes the whole run itself, the
+  // snapshot with that process's own mechanism for the strategy: given the resolved result, it
+  // returns the finished one. Null: the harness runs the strategy on the region.
+  RunResult (*run_whole)(const RunSpec& spec, const RunResult& resolved, const ParamValues& strategy_params,
+                         const ParamValues& workload_params) = nullptr;
 };
 
 // The workload a run uses when none is named (--workload, matrix specs, CSVs without the column).

@@ -27,6 +27,7 @@
 #include "core/linux_compat.h"
 #include "core/units.h"
 #include "workloads/kvm/guest_abi.h"
+#include "workloads/kvm/guest_control.h"
 
 // The guest ELF, embedded by guest_image.cpp.
 extern "C" const unsigned char snap_guest_elf_start[];
@@ -43,7 +44,6 @@ static_assert(guest::kVmmTablesGpa + kGdtOffset + 4096 <= guest::kControlGpa);
 constexpr uint64_t kParkTimeoutNs = 5000000000ull;
 constexpr uint64_t kKickIntervalNs = 2000000;  // re-kick vCPUs not yet parked this often
 constexpr uint64_t kBootTimeoutNs = 10000000000ull;
-constexpr double kBurstS = 2e-3, kMinSleepS = 50e-6, kStallMinS = 2e-6;  // as the host writers
 // The control word of the vCPU threads (host side), like the host writers' one.
 constexpr uint32_t kPausedBit = 1, kStopBit = 2, kGenerationStep = 4;
 
@@ -296,24 +296,8 @@ void Vm::Impl::build_tables() {
 }
 
 void Vm::Impl::write_control() {
-  guest::ControlHeader& h = *header;
-  h.magic = guest::kControlMagic;
-  h.version = guest::kControlVersion;
-  h.vcpus = uint32_t(opts.plans.size());
-  h.data_gpa = guest::kDataGpa;
-  h.data_pages = opts.data_bytes / guest::kPageBytes;
-  h.ns_per_tick_q32 = uint64_t(std::ldexp(1e9 / tsc_hz, 32));
-  const double n = double(opts.plans.size());
-  h.idle = opts.rate_pages == 0;
-  h.unpaced = opts.rate_pages == kRateMax;
-  h.interval_ticks = opts.rate_pages > 0 ? uint64_t(tsc_hz * n / opts.rate_pages) : 0;
-  if (opts.rate_pages > 0 && h.interval_ticks == 0) h.interval_ticks = 1;
-  h.burst_ticks = uint64_t(tsc_hz * kBurstS);
-  h.min_sleep_ticks = uint64_t(tsc_hz * kMinSleepS);
-  h.stall_min_ticks = uint64_t(tsc_hz * kStallMinS);
-  h.sample_seed = opts.sample_seed;
-  h.control = 0;
-  for (uint32_t i = 0; i < h.vcpus; ++i) block(i).plan = opts.plans[i];
+  guest::ControlSettings settings{opts.plans, opts.data_bytes, opts.rate_pages, tsc_hz, opts.sample_seed};
+  guest::fill_control(*header, &block(0), settings);
 }
 
 void Vm::Impl::create_vcpu(int index, const std::vector<uint8_t>& cpuid_buf) {
