@@ -36,7 +36,9 @@ std::string sh_quoted(const std::string& text) { return "'" + text + "'"; }
 // path, so __FILE__ is <source>/tests/test_plot.cpp.
 fs::path source_dir() { return fs::path(__FILE__).parent_path().parent_path(); }
 
-TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
+// Runs an analysis script's tests under the python3 that has matplotlib (skipped, with the reason,
+// where there is none).
+void run_matplotlib_script_test(const std::string& script) {
   const fs::path analysis = source_dir() / "analysis";
   ASSERT_TRUE(fs::exists(analysis / "find_python.sh")) << "no find_python.sh under " << analysis
                                                        << " (is __FILE__ an absolute source path?)";
@@ -45,10 +47,10 @@ TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) {
   std::string python = finder.out.substr(0, finder.out.find('\n'));
   ASSERT_TRUE(fs::exists(python)) << "find_python.sh printed '" << finder.out << "'";
 
-  // The binary's `columns` are the header the fixture must have.
+  // SNAPBENCH_BINARY: the binary whose `columns` are the header the fixture must have (test_plot.py).
   Shell test = shell("SNAPBENCH_BINARY=" + sh_quoted(SNAPBENCH_BINARY) + " " + sh_quoted(python) + " " +
-                     sh_quoted(analysis / "test_plot.py"));
-  EXPECT_EQ(test.rc, 0) << python << " analysis/test_plot.py failed:\n" << test.out;
+                     sh_quoted(analysis / script));
+  EXPECT_EQ(test.rc, 0) << python << " analysis/" << script << " failed:\n" << test.out;
 }
 
 // variants.py, model.py and perf_report.py need only the standard library: any python3 runs their tests.
@@ -60,6 +62,11 @@ void run_stdlib_script_test(const std::string& script) {
 }
 
 }  // namespace
+
+TEST(PlotScripts, TestPlotPassesUnderPythonWithMatplotlib) { run_matplotlib_script_test("test_plot.py"); }
+
+// The side-by-side figure of results/qemu/.
+TEST(PlotScripts, TestQemuVsSnapbenchPasses) { run_matplotlib_script_test("test_qemu_vs_snapbench.py"); }
 
 TEST(PlotScripts, TestVariantsPasses) { run_stdlib_script_test("test_variants.py"); }
 

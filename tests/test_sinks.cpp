@@ -300,7 +300,9 @@ TEST(Sinks, ThrottleHoldsTheCap) {
   for (int i = 0; i < 30; ++i) s->write(chunk.data(), chunk.size());
   const double elapsed = ns_to_s(now_ns() - t0);
   const double rate = 30.0 * double(chunk.size()) / elapsed;
-  EXPECT_NEAR(rate / double(cap), 1.0, 0.10) << "achieved " << rate / 1048576 << " MiB/s";
+  // The cap is a ceiling: a throttle that lets bytes through faster fails here. Slower is not
+  // checked: a loaded machine (CI's 2 shared cores) delays the writer below the cap (85 MiB/s was seen).
+  EXPECT_LE(rate / double(cap), 1.05) << "achieved " << rate / 1048576 << " MiB/s";
   EXPECT_EQ(s->bytes_written(), 30u << 20);
 }
 
