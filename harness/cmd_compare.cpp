@@ -42,7 +42,7 @@ void add_compare_command(CLI::App& app, int& rc) {
     std::vector<std::string> tolerances, floors;
     bool markdown = false;
     bool problems_only = false;
-    std::string decision = "utest", normalise = "calib";
+    std::string decision = "utest", normalise = "calib", pool = "case";
     double alpha = 0.05;
   };
   auto o = std::make_shared<Opts>();
@@ -70,6 +70,12 @@ void add_compare_command(CLI::App& app, int& rc) {
                   "calibration (noisier); off: raw times. Cases without a calibration are judged raw")
       ->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cmd->add_option("--pool", o->pool,
+                  "case: one test per case and metric; strategy: per strategy[/tracker] and metric one test over the "
+                  "repetitions of all its cases, each relative to its case's baseline median (more repetitions per "
+                  "test, fewer tests); a case whose baseline median is 0 is judged on its own")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_flag("--markdown", o->markdown, "print the table as Markdown (for a CI job summary)");
   cmd->add_flag("--problems-only", o->problems_only, "leave out the rows whose verdict is ok or improved");
   cmd->callback([o, &rc]() {
@@ -85,6 +91,9 @@ void add_compare_command(CLI::App& app, int& rc) {
     else if (o->normalise == "row") options.normalise = CompareOptions::Normalise::kRow;
     else if (o->normalise == "off") options.normalise = CompareOptions::Normalise::kOff;
     else throw UsageError("--normalise: expected calib, row or off, got '" + o->normalise + "'");
+    if (o->pool == "case") options.pool = CompareOptions::Pool::kCase;
+    else if (o->pool == "strategy") options.pool = CompareOptions::Pool::kStrategy;
+    else throw UsageError("--pool: expected case or strategy, got '" + o->pool + "'");
     CsvTable baseline = read_csv_table(o->baseline);
     CsvTable current = read_csv_table(o->current);
     if (!o->host.empty()) {

@@ -220,8 +220,9 @@ double ratio_of(double b, double c) { return b != 0 ? c / b : (c == 0 ? 1.0 : st
 
 // The verdict on one metric of one case. The floor is on the recorded medians (an absolute amount of
 // noise); the effect (ratio) on the judged medians; the U test on the judged repetitions.
+// `diff` is the recorded difference the floor applies to (NaN: the difference of the medians of `raw`).
 CompareRow judge(const std::string& label, const MetricTolerance& t, const CompareOptions& options, const Sample& b,
-                 const Sample& c, bool normalised) {
+                 const Sample& c, bool normalised, double diff = std::numeric_limits<double>::quiet_NaN()) {
   CompareRow r;
   r.case_label = label;
   r.check = t.metric;
@@ -234,7 +235,7 @@ CompareRow judge(const std::string& label, const MetricTolerance& t, const Compa
   r.baseline_n = b.raw.size();
   r.current_n = c.raw.size();
   r.ratio = ratio_of(r.baseline_value, r.current_value);
-  const double diff = r.current_raw - r.baseline_raw;
+  if (std::isnan(diff)) diff = r.current_raw - r.baseline_raw;
   const bool worse = diff > t.floor && r.current_value > r.baseline_value * t.ratio;
   const bool better = -diff > t.floor && r.current_value * t.ratio < r.baseline_value;
   bool significant = true;
@@ -243,6 +244,41 @@ CompareRow judge(const std::string& label, const MetricTolerance& t, const Compa
     significant = r.p_value < options.alpha;
   }
   r.verdict = !significant ? Verdict::kOk : worse ? Verdict::kRegressed : better ? Verdict::kImproved : Verdict::kOk;
+  return r;
+}
+
+// One strategy[/tracker]'s metric pooled over its cases (CompareOptions::Pool::kStrategy): each
+// repetition relative to its case's baseline median, and per case the recorded medians.
+struct Pooled {
+  std::string label;
+  size_t metric = 0;
+  Sample base, cur;                                // judged: relative to the case's baseline median
+  std::vector<double> base_medians, cur_medians;   // recorded medians, one per case
+  bool normalised = true;                          // every case per calibration
+};
+
+void pool_case(Pooled& p, const Sample& b, const Sample& c, bool normalised) {
+  const double scale = median(b.judged);
+  for (double v : b.judged) p.base.judged.push_back(v / scale);
+  for (double v : c.judged) p.cur.judged.push_back(v / scale);
+  p.base.raw.insert(p.base.raw.end(), b.raw.begin(), b.raw.end());
+  p.cur.raw.insert(p.cur.raw.end(), c.raw.begin(), c.raw.end());
+  p.base_medians.push_back(median(b.raw));
+  p.cur_medians.push_back(median(c.raw));
+  p.normalised = p.normalised && normalised;
+}
+
+// The verdict on a pooled metric: the U test over every repetition of the pooled cases, the effect on
+// the pooled (relative) medians, the floor on the median over the cases of the recorded difference.
+CompareRow judge_pooled(const Pooled& p, const MetricTolerance& t, const CompareOptions& options) {
+  std::vector<double> diffs;
+  for (size_t i = 0; i < p.base_medians.size(); ++i) diffs.push_back(p.cur_medians[i] - p.base_medians[i]);
+  const size_t n = p.base_medians.size();
+  CompareRow r = judge(p.label + " (" + std::to_string(n) + (n == 1 ? " case)" : " cases)"), t, options, p.base, p.cur,
+                       p.normalised, median(diffs));
+  r.pooled_cases = p.base_medians.size();
+  r.baseline_raw = median(p.base_medians);
+  r.current_raw = median(p.cur_medians);
   return r;
 }
 
@@ -415,6 +451,8 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
   add(baseline, bl, true);
   add(current, cl, false);
   const auto labels = case_labels(cases);
+  std::vector<Pooled> pooled;  // Pool::kStrategy: per strategy[/tracker] and metric, in order of appearance
+  std::map<std::pair<std::string, size_t>, size_t> pool_index;
 
   for (size_t ci = 0; ci < cases.size(); ++ci) {
     const Case& c = cases[ci];
@@ -480,9 +518,17 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
       const bool per_row = options.normalise == CompareOptions::Normalise::kRow;
       Sample bs = sample(baseline, bl, size_t(bl.metric[m]), base_rows, normalised, per_row ? 0 : base_calib);
       Sample cs = sample(current, cl, size_t(cl.metric[m]), cur_rows, normalised, per_row ? 0 : cur_calib);
+      if (options.pool == CompareOptions::Pool::kStrategy && median(bs.judged) > 0) {
+        const std::string group = c.tracker.empty() ? strategy : strategy + "/" + c.tracker;
+        auto [it, fresh] = pool_index.emplace(std::make_pair(group, m), pooled.size());
+        if (fresh) pooled.push_back(Pooled{group, m, {}, {}, {}, {}, true});
+        pool_case(pooled[it->second], bs, cs, normalised);
+        continue;
+      }
       report.rows.push_back(judge(label, t, options, bs, cs, normalised));
     }
   }
+  for (const auto& p : pooled) report.rows.push_back(judge_pooled(p, tolerances[p.metric], options));
   return report;
 }
 

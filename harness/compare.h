@@ -48,6 +48,12 @@ struct CompareOptions {
   // own. A case where a row lacks a calibration (none, or a table from before the column existed)
   // is judged raw.
   enum class Normalise { kOff, kTable, kRow } normalise = Normalise::kTable;
+  // kCase judges each case's repetitions on their own. kStrategy pools the cases of each
+  // strategy[/tracker]: every repetition divided by its case's baseline median (of the judged values),
+  // then one test per strategy[/tracker] and metric over all of them. More repetitions per test and
+  // fewer tests: a shared machine's per-case noise raises fewer false alarms and a slower strategy is
+  // found with fewer repetitions per case. A case whose baseline median is 0 is judged on its own.
+  enum class Pool { kCase, kStrategy } pool = Pool::kCase;
 };
 
 enum class Verdict {
@@ -72,6 +78,9 @@ struct CompareRow {
   double p_value = -1;     // two-sided Mann-Whitney p; -1 when no test was made
   size_t baseline_n = 0, current_n = 0;  // repetitions judged
   double ratio = -1;       // current / baseline medians; -1 when it does not apply
+  // Pooled rows (Pool::kStrategy): the cases pooled; the values are then relative to each case's
+  // baseline median and the raw ones are the median over the cases of each case's median.
+  size_t pooled_cases = 0;
   Verdict verdict = Verdict::kOk;
 };
 

@@ -34,12 +34,14 @@ std::string p_text(const CompareRow& r) {
   return b;
 }
 
-// A metric row shows the recorded medians, and beside them the per-calibration ones it was judged on.
+// A metric row shows the recorded medians, and beside them the per-calibration ones it was judged on (a
+// pooled row: the median over its cases of each case's median, and the pooled median relative to the baseline).
 std::string side_text(const CompareRow& r, bool baseline) {
   const std::string& text = baseline ? r.baseline : r.current;
   if (!text.empty()) return text;
   std::string out = format_value(baseline ? r.baseline_raw : r.current_raw, r.unit);
-  if (r.normalised) out += printf_string(" (%.3g %s)", baseline ? r.baseline_value : r.current_value, "cal");
+  if (r.pooled_cases) out += printf_string(" (x%.3g %s)", baseline ? r.baseline_value : r.current_value, "rel");
+  else if (r.normalised) out += printf_string(" (%.3g %s)", baseline ? r.baseline_value : r.current_value, "cal");
   return out;
 }
 

@@ -605,6 +605,71 @@ TEST(Compare, TooFewRepetitionsForTheTestFallBackToTheMedianRule) {
   EXPECT_DOUBLE_EQ(row->p_value, -1);
 }
 
+namespace {
+
+// Four stop-copy cases (rates 0..300 MiB/s) of very different times, `reps` repetitions spread 0.7-1.3
+// around `scale` x the case's time; calibration constant.
+std::vector<RunResult> four_cases(double scale, bool reversed) {
+  const double spread[] = {0.7, 0.85, 1.0, 1.15, 1.3};
+  const char* rates[] = {"0", "100MiB/s", "200MiB/s", "300MiB/s"};
+  std::vector<RunResult> runs;
+  for (int c = 0; c < 4; ++c)
+    for (int rep = 0; rep < 5; ++rep) {
+      RunResult r = rep_of("stop-copy", rep);
+      r.spec.rate = rates[c];
+      r.completion_s = r.downtime_s = 0.1 * (1 << c) * scale * spread[reversed ? 4 - rep : rep];
+      r.calib_bytes_s = 6e9;
+      runs.push_back(r);
+    }
+  return runs;
+}
+
+}  // namespace
+
+// Each case alone cannot tell a 1.5x slowdown from noise when its repetitions overlap (5 against 5,
+// three pairs out of order: p = 0.056); pooled over the strategy's four cases, each repetition relative
+// to its case's baseline median, 20 against 20 can (p < 1e-4). The unchanged table passes either way, and
+// a metric whose baseline median is 0 (stop-copy's freeze) is still judged per case.
+TEST(Compare, PoolingAStrategysCasesFindsWhatOneCaseCannot) {
+  const auto base = four_cases(1.0, false);
+  const auto slow = four_cases(1.5, true);
+  CompareOptions opt;
+  set_tolerance(opt.tolerances, "completion_s=1.3", "--tolerance");
+  set_tolerance(opt.tolerances, "downtime_s=1.3", "--tolerance");
+  opt.alpha = 0.01;
+
+  CompareReport per_case = compare_tables(table("a", base), table("b", slow), opt);
+  EXPECT_FALSE(per_case.failed()) << format_report_text(per_case, false);
+  const CompareRow* one = find_row(per_case, "stop-copy rate=0", "completion_s");
+  ASSERT_NE(one, nullptr);
+  EXPECT_NEAR(one->p_value, 14.0 / 252, 1e-9);
+
+  opt.pool = CompareOptions::Pool::kStrategy;
+  CompareReport pooled = compare_tables(table("a", base), table("b", slow), opt);
+  EXPECT_TRUE(pooled.failed()) << format_report_text(pooled, false);
+  const CompareRow* all = find_row(pooled, "stop-copy (4 cases)", "completion_s");
+  ASSERT_NE(all, nullptr) << format_report_text(pooled, false);
+  EXPECT_EQ(all->verdict, Verdict::kRegressed);
+  EXPECT_EQ(all->pooled_cases, 4u);
+  EXPECT_EQ(all->baseline_n, 20u);
+  EXPECT_EQ(all->current_n, 20u);
+  EXPECT_NEAR(all->ratio, 1.5, 1e-9);
+  EXPECT_LT(all->p_value, 1e-4);
+  EXPECT_EQ(find_row(pooled, "stop-copy rate=0", "completion_s"), nullptr);  // no per-case row left
+  EXPECT_NE(find_row(pooled, "stop-copy rate=0", "freeze_s"), nullptr);    // baseline median 0: per case
+  EXPECT_NE(format_report_text(pooled, true).find("x1.5 rel"), std::string::npos) << format_report_text(pooled, true);
+
+  CompareReport same = compare_tables(table("a", base), table("b", four_cases(1.0, true)), opt);
+  EXPECT_FALSE(same.failed()) << format_report_text(same, false);
+  EXPECT_NEAR(find_row(same, "stop-copy (4 cases)", "completion_s")->ratio, 1.0, 1e-9);
+  // The invariants stay per case and exact: one unverified repetition breaks its case.
+  auto broken = four_cases(1.0, true);
+  broken[7].verified = "fail";
+  CompareReport b = compare_tables(table("a", base), table("b", broken), opt);
+  EXPECT_TRUE(b.failed());
+  EXPECT_EQ(find_row(b, "stop-copy rate=100MiB/s", "verified")->verdict, Verdict::kBroken);
+}
+
 TEST(CompareCli, DecisionFlags) {
   snaptest::TempDir tmp;
   const auto base = calibrated_runs(6, 0.100, 6e9);
@@ -628,6 +693,9 @@ TEST(CompareCli, DecisionFlags) {
       {files + tmp / "slow.csv" + " --decision vote", 2, "--decision"},
       {files + tmp / "slow.csv" + " --alpha 1.5", 2, "--alpha"},
       {files + tmp / "slow.csv" + " --normalise maybe", 2, "--normalise"},
+      {files + tmp / "slow.csv" + " --pool strategy", 1, "stop-copy (1 case)"},
+      {files + tmp / "machine.csv" + " --pool strategy", 0, "PASS"},
+      {files + tmp / "slow.csv" + " --pool tracker", 2, "--pool"},
   };
   for (const auto& c : cases) {
     auto r = snaptest::run_snapbench("compare" + c.args);
