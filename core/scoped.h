@@ -49,6 +49,8 @@ class Mapping {
     if (p == MAP_FAILED) throw_errno("mmap of " + what);
     base_ = static_cast<uint8_t*>(p);
   }
+  // Adopts a mapping made by the caller (one that reports a failed mmap its own way).
+  Mapping(void* base, size_t bytes) : base_(static_cast<uint8_t*>(base)), bytes_(bytes) {}
   ~Mapping() { reset(); }
   Mapping(Mapping&& other) noexcept
       : base_(std::exchange(other.base_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/scoped.h"
 #include "core/sink.h"
 
 extern char** environ;
@@ -87,13 +88,13 @@ class ExecSink final : public Sink {
       ::close(fds[1]);
       throw SinkError("exec sink: cannot start /bin/sh: " + std::string(std::strerror(rc)));
     }
-    write_fd_ = fds[1];
+    write_fd_.reset(fds[1]);
     owner_ = getpid();
   }
 
   // Never leaves a zombie: close the pipe (EOF), give the command a moment, then kill its group.
   ~ExecSink() override {
-    if (write_fd_ >= 0) ::close(write_fd_);
+    write_fd_.reset();  // first: the command sees EOF while we wait for it
     if (getpid() != owner_ || reaped_) return;
     int status;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
@@ -110,11 +111,11 @@ class ExecSink final : public Sink {
   ExecSink& operator=(const ExecSink&) = delete;
 
   void write(const void* data, size_t len) override {
-    if (write_fd_ < 0) throw SinkError("exec sink '" + command_ + "': write after finish");
+    if (!write_fd_) throw SinkError("exec sink '" + command_ + "': write after finish");
     SigpipeBlock block;
     const uint8_t* p = static_cast<const uint8_t*>(data);
     while (len > 0) {
-      const ssize_t w = ::write(write_fd_, p, len);
+      const ssize_t w = ::write(write_fd_.get(), p, len);
       if (w < 0) {
         if (errno == EINTR) continue;
         const int err = errno;
@@ -135,10 +136,7 @@ class ExecSink final : public Sink {
   // fails unless it exited 0. In a forked child (fork-cow) only the close happens: the parent calls
   // finish() after reaping the child to collect the command's status.
   void finish() override {
-    if (write_fd_ >= 0) {
-      ::close(write_fd_);
-      write_fd_ = -1;
-    }
+    write_fd_.reset();
     if (getpid() != owner_ || reaped_) return;
     int status = 0;
     pid_t r;
@@ -158,7 +156,7 @@ class ExecSink final : public Sink {
   std::shared_ptr<std::atomic<uint64_t>> written_;
   pid_t pid_ = -1;
   pid_t owner_ = -1;
-  int write_fd_ = -1;
+  UniqueFd write_fd_;
   bool reaped_ = false;
 };
 

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/image.h"
+#include "core/scoped.h"
 #include "core/sink.h"
 
 namespace snap::sink_detail {
@@ -23,26 +24,23 @@ class FileSink final : public Sink {
   FileSink(const std::string& path, bool fsync)
       : path_(path), fsync_(fsync), written_(make_fork_shared_counter()) {
     // O_CLOEXEC: an exec sink's command must not inherit the image file.
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
+    fd_.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd_) {
       const int err = errno;
       throw UsageError("--sink: cannot create '" + path + "': " + std::strerror(err) +
                        (err == ENOENT ? " (does the directory exist?)" : ""));
     }
     struct stat st;
-    regular_ = fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
-  }
-  ~FileSink() override {
-    if (fd_ >= 0) ::close(fd_);
+    regular_ = fstat(fd_.get(), &st) == 0 && S_ISREG(st.st_mode);
   }
   FileSink(const FileSink&) = delete;
   FileSink& operator=(const FileSink&) = delete;
 
   void write(const void* data, size_t len) override {
-    if (fd_ < 0) throw SinkError("file sink '" + path_ + "': write after finish");
+    if (!fd_) throw SinkError("file sink '" + path_ + "': write after finish");
     const uint8_t* p = static_cast<const uint8_t*>(data);
     while (len > 0) {
-      const ssize_t w = ::write(fd_, p, len);
+      const ssize_t w = ::write(fd_.get(), p, len);
       if (w < 0) {
         if (errno == EINTR) continue;
         throw SinkError("file sink '" + path_ + "': write failed after " + std::to_string(bytes_written()) +
@@ -56,9 +54,8 @@ class FileSink final : public Sink {
 
   // Safe to call in a forked child and again in the parent: each closes its own descriptor.
   void finish() override {
-    if (fd_ < 0) return;
-    const int fd = fd_;
-    fd_ = -1;
+    if (!fd_) return;
+    const int fd = fd_.release();  // closed here, where close()'s error is reported
     if (fsync_ && ::fdatasync(fd) != 0) {
       const int err = errno;
       ::close(fd);
@@ -79,7 +76,7 @@ class FileSink final : public Sink {
  private:
   std::string path_;
   bool fsync_;
-  int fd_ = -1;
+  UniqueFd fd_;
   bool regular_ = false;
   std::shared_ptr<std::atomic<uint64_t>> written_;
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/scoped.h"
 #include "core/sink.h"
 #include "core/units.h"
 
@@ -41,11 +42,9 @@ class MemorySink final : public Sink {
     map_bytes_ = kPageSize + (capacity_ + kPageSize - 1) / kPageSize * kPageSize;
     void* p = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw SinkError(mmap_failure("the stream", map_bytes_));
-    map_ = static_cast<uint8_t*>(p);
+    mapping_ = Mapping(p, map_bytes_);
+    map_ = mapping_.data();
     offset_ = new (map_) std::atomic<uint64_t>(0);
-  }
-  ~MemorySink() override {
-    if (map_) munmap(map_, map_bytes_);
   }
   MemorySink(const MemorySink&) = delete;
   MemorySink& operator=(const MemorySink&) = delete;
@@ -89,6 +88,7 @@ class MemorySink final : public Sink {
 
   uint64_t capacity_ = 0;
   uint64_t populated_ = 0;  // data bytes known to be backed (per process; re-populating is harmless)
+  Mapping mapping_;      // owns map_
   uint8_t* map_ = nullptr;
   size_t map_bytes_ = 0;
   std::atomic<uint64_t>* offset_ = nullptr;  // lives in map_'s first page

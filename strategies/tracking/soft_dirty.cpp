@@ -45,9 +45,11 @@ bool read_pagemap_entry(int fd, const void* page, uint64_t* entry) {
 Support probe_soft_dirty() {
   void* p = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return Support::no(std::string("soft-dirty probe: mmap failed: ") + strerror(errno));
+  const Mapping page(p, kPageSize);
   auto* byte = static_cast<volatile uint8_t*>(p);
   Support result = Support::yes();
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  const UniqueFd pagemap(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  const int fd = pagemap.get();
   if (fd < 0) {
     result = Support::no(std::string("soft-dirty probe: cannot open /proc/self/pagemap: ") + strerror(errno));
   } else {
@@ -68,9 +70,7 @@ Support probe_soft_dirty() {
       else if (after_clear & kPagemapSoftDirty)
         result = Support::no("soft-dirty probe: writing 4 to /proc/self/clear_refs did not clear pagemap bit 55");
     }
-    close(fd);
   }
-  munmap(p, kPageSize);
   return result;
 }
 
