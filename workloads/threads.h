@@ -27,7 +27,4 @@ class ThreadWorkload final : public Workload {
   std::unique_ptr<Impl> impl_;
 };
 
-// Its registry entry (listed in workloads/registry.cpp).
-const WorkloadEntry& threads_workload();
-
 }  // namespace snap

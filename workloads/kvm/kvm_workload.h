@@ -43,7 +43,4 @@ class KvmWorkload final : public Workload {
   double phase_seconds_[3] = {};
 };
 
-// Its registry entry (listed in workloads/registry.cpp).
-const WorkloadEntry& kvm_workload();
-
 }  // namespace snap
