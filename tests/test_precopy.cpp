@@ -1,5 +1,5 @@
 // precopy end to end (through run_once) with every supported tracker, plus direct strategy runs for
-// convergence, duplicates, max_passes and the cleanup of a failing sink.
+// convergence, duplicates and max_passes (a failing sink: test_strategy_rules.cpp).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -172,23 +172,6 @@ TEST_P(PrecopyPerTracker, StopsOnMaxPassesWithoutConverging) {
   EXPECT_GT(r.image.duplicate_pages, 0u);
 }
 
-TEST_P(PrecopyPerTracker, FailingSinkFailsCleanlyAndTheNextRunWorks) {
-  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
-  const struct sigaction before = snaptest::current_segv_action();
-  RunSpec spec = precopy_spec(GetParam());
-  spec.rate = "100MiB/s";
-  spec.sink = "fail:100000";
-  RunResult r = run_once(spec);
-  EXPECT_EQ(r.status, RunStatus::kFailed);
-  EXPECT_NE(r.reason.find("injected sink failure"), std::string::npos) << r.reason;
-  EXPECT_EQ(snaptest::current_segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
-
-  spec.sink = "memory";
-  RunResult again = run_once(spec);
-  EXPECT_EQ(again.status, RunStatus::kOk) << again.reason;
-  EXPECT_EQ(again.verified, "pass") << again.verify_detail;
-}
-
 INSTANTIATE_TEST_SUITE_P(Precopy, PrecopyPerTracker, testing::Values("uffd-async", "mprotect", "soft-dirty"),
                          [](const testing::TestParamInfo<std::string>& i) {
                            std::string n = i.param;
@@ -196,31 +179,7 @@ INSTANTIATE_TEST_SUITE_P(Precopy, PrecopyPerTracker, testing::Values("uffd-async
                            return n;
                          });
 
-// --- the strategy called directly, to look at the region and the control after a failure ---
-
-// Counts what the strategy does with the writers (there are none here).
-TEST_P(PrecopyPerTracker, FailingSinkLeavesTheRegionWritableAndWritersRunning) {
-  if (Support s = make_tracker(GetParam())->probe(); !s.supported) GTEST_SKIP() << s.reason;
-  auto strategy = make_strategy("precopy");
-  Region region({8ull << 20, 1.0, false, -1, 5});
-  const struct sigaction before = snaptest::current_segv_action();
-  std::unique_ptr<Sink> sink = make_sink({"fail:100000", false, 0, 0});
-  snaptest::RecordingControl control;
-  StrategyMetrics metrics;
-  ParamValues params("precopy", strategy->info().params, {});
-  auto tracker = make_tracker(GetParam());
-  ParamValues tracker_params(GetParam(), tracker->info().params, {});
-  SnapshotContext ctx{region, control, *sink, metrics, params, tracker.get(), tracker_params};
-  EXPECT_THROW(strategy->snapshot(ctx), SinkError);
-
-  EXPECT_FALSE(control.paused) << "writers left paused";
-  EXPECT_EQ(control.pauses, control.resumes);
-  EXPECT_EQ(snaptest::current_segv_action().sa_handler, before.sa_handler) << "a SIGSEGV handler was left behind";
-  // No page left write-protected (uffd) or read-only (mprotect: a write would crash here).
-  EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
-  for (size_t p = 0; p < region.pages(); ++p) region.page(p)[100] = uint8_t(p | 1);
-  for (size_t p = 0; p < region.pages(); ++p) ASSERT_EQ(region.page(p)[100], uint8_t(p | 1));
-}
+// --- the strategy called directly (a failing sink: test_strategy_rules.cpp) ---
 
 // The harness sizes an in-memory sink from the strategy's bound on its records: precopy's grows
 // with max_passes (it re-saves pages), the others' is one record per page.
@@ -238,7 +197,7 @@ TEST_P(PrecopyPerTracker, DirectRunMarksOneConsistencyPointAndCountsPasses) {
   auto strategy = make_strategy("precopy");
   Region region({4ull << 20, 0.5, false, -1, 9});
   std::unique_ptr<Sink> sink = make_sink({"memory", false, 0, 64ull << 20});
-  snaptest::RecordingControl control;
+  snaptest::TestControl control;
   StrategyMetrics metrics;
   ParamValues params("precopy", strategy->info().params, {});
   auto tracker = make_tracker(GetParam());

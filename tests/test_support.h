@@ -1,6 +1,6 @@
-// Helpers shared by the strategy and tracker tests: a small verified run spec, the page-table
-// uffd-wp bit from /proc/self/pagemap, the current SIGSEGV disposition, thread states and counts, open
-// descriptors, and the writers' stamp check.
+// Helpers shared by the strategy and tracker tests: the one test WorkloadControl, a small verified run
+// spec, the page-table uffd-wp bit from /proc/self/pagemap, the current SIGSEGV disposition, thread
+// states and counts, open descriptors, and the writers' stamp check.
 #pragma once
 #include <dirent.h>
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -24,30 +25,110 @@
 #include "core/region.h"
 #include "core/units.h"
 #include "harness/run.h"
+#include "strategies/strategy.h"
+#include "strategies/tracking/tracker.h"
 #include "workloads/workload.h"
 
 namespace snaptest {
 
-// A WorkloadControl without writers that checks the protocol a strategy owes (no double pause, a
-// consistency point only while paused) and counts the calls.
-class RecordingControl final : public snap::WorkloadControl {
+// The one WorkloadControl the tests give a strategy they call directly. It checks the protocol a
+// strategy owes (no double pause, the consistency point only while paused) and counts the calls.
+// Given a region, it copies it at the consistency point (the reference the image must match) and can
+// run writer threads of its own into it (pause parks them); `after_resume` runs at every resume (a
+// test writes there while, e.g., a forked child is alive).
+class TestControl final : public snap::WorkloadControl {
  public:
+  TestControl() = default;
+  explicit TestControl(snap::Region& region, int writers = 0,
+                       std::chrono::microseconds interval = std::chrono::microseconds(0))
+      : region_(&region) {
+    for (int w = 0; w < writers; ++w) threads_.emplace_back([this, w, interval] { run(w, interval); });
+  }
+  ~TestControl() override { stop(); }
+  TestControl(const TestControl&) = delete;
+  TestControl& operator=(const TestControl&) = delete;
+
   void pause() override {
     if (paused) throw std::logic_error("paused twice");
+    pause_.store(true);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (parked_.load() != int(threads_.size())) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        pause_.store(false);
+        throw std::runtime_error("test writers did not park");
+      }
+      std::this_thread::yield();
+    }
     paused = true;
     ++pauses;
   }
   void resume() override {
     if (paused) ++resumes;
     paused = false;
+    pause_.store(false);
+    if (after_resume) after_resume();
   }
   void consistency_point() override {
     if (!paused) throw std::logic_error("consistency point while running");
     ++consistency_points;
+    if (region_ != nullptr) reference.assign(region_->base(), region_->base() + region_->bytes());
   }
+  // Stops and joins the writer threads (idempotent).
+  void stop() {
+    stop_.store(true);
+    pause_.store(false);
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  uint64_t writes() const { return writes_.load(); }
+
+  std::function<void()> after_resume;
   bool paused = false;
   int pauses = 0, resumes = 0, consistency_points = 0;
+  std::vector<uint8_t> reference;  // the region at the consistency point (empty without a region)
+
+ private:
+  // Each write stores its sequence number in a random page, at a slot that moves with it.
+  void run(int w, std::chrono::microseconds interval) {
+    uint64_t x = 0x9e3779b97f4a7c15ull * uint64_t(w + 1);
+    while (!stop_.load(std::memory_order_relaxed)) {
+      if (pause_.load()) {
+        parked_.fetch_add(1);
+        while (pause_.load() && !stop_.load()) std::this_thread::yield();
+        parked_.fetch_sub(1);
+        continue;
+      }
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      const size_t page = size_t(x % region_->pages());
+      const uint64_t n = writes_.fetch_add(1) + 1;
+      std::memcpy(region_->page(page) + (n % 255) * 16, &n, sizeof n);
+      if (interval.count()) std::this_thread::sleep_for(interval);
+    }
+  }
+
+  snap::Region* region_ = nullptr;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false}, pause_{false};
+  std::atomic<int> parked_{0};
+  std::atomic<uint64_t> writes_{0};
 };
+
+// Why this machine cannot run `strategy` (with `tracker`, "" for none) on `workload`, decided as the
+// harness decides it before a run: the combination, the workload's, the strategy's and the tracker's
+// probes. Empty when it can.
+inline std::string unsupported_reason(const std::string& strategy, const std::string& tracker,
+                                      const std::string& workload) {
+  const snap::StrategyEntry& entry = snap::strategy_registry().get(strategy);
+  const snap::TrackerEntry* t = tracker.empty() ? nullptr : &snap::tracker_registry().get(tracker);
+  if (snap::Support s = snap::combination_support(entry, t, workload); !s.supported) return s.reason;
+  if (snap::Support s = snap::workload_registry().get(workload).probe(); !s.supported) return "workload " + workload + ": " + s.reason;
+  if (snap::Support s = entry.make()->probe(); !s.supported) return s.reason;
+  if (t != nullptr)
+    if (snap::Support s = t->make()->probe(); !s.supported) return "tracker " + tracker + ": " + s.reason;
+  return "";
+}
 
 // A quick end-to-end run: 32 MiB, 2 idle writers, verified, image kept in memory.
 inline snap::RunSpec verified_spec(const std::string& strategy) {
@@ -147,20 +228,23 @@ inline int count_open_fds() {
   return n;
 }
 
-// How many of this process's threads have a name (pthread_setname_np) starting with `prefix`.
-inline int count_threads_named(const std::string& prefix) {
-  int n = 0;
+// The ids of this process's threads whose name (pthread_setname_np) starts with `prefix`.
+inline std::vector<pid_t> threads_named(const std::string& prefix) {
+  std::vector<pid_t> tids;
   DIR* d = opendir("/proc/self/task");
   if (d == nullptr) throw std::runtime_error("cannot open /proc/self/task");
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/comm");
     std::string comm;
-    if (std::getline(in, comm) && comm.rfind(prefix, 0) == 0) ++n;
+    if (std::getline(in, comm) && comm.rfind(prefix, 0) == 0) tids.push_back(pid_t(std::stol(e->d_name)));
   }
   closedir(d);
-  return n;
+  return tids;
 }
+
+// How many of this process's threads have a name starting with `prefix`.
+inline int count_threads_named(const std::string& prefix) { return int(threads_named(prefix).size()); }
 
 // Checks every written page of `region` for the writers' stamps (workloads/workload.h), for any
 // workload whose writers stamp the same way (host threads, a guest's vCPUs); returns how many stamps

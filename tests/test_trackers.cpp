@@ -31,7 +31,7 @@ namespace snap {
 namespace {
 
 // Trackers of the threads workload need nothing from its control; they only receive it.
-snaptest::RecordingControl g_control;
+snaptest::TestControl g_control;
 
 constexpr uint64_t kHugePages = (2u << 20) / kPageSize;  // 4 KiB pages per 2 MiB THP
 

@@ -85,78 +85,6 @@ class VectorSink final : public Sink {
   std::vector<uint8_t> bytes_;
 };
 
-// Paced writer threads of the test's own, and the WorkloadControl the strategy sees: pause parks
-// them, the consistency point copies the region as the reference the image must match.
-class TestWriters final : public WorkloadControl {
- public:
-  TestWriters(Region& region, int writers, std::chrono::microseconds interval)
-      : region_(region), reference_(region.bytes()) {
-    for (int w = 0; w < writers; ++w) threads_.emplace_back([this, w, interval] { run(w, interval); });
-  }
-  ~TestWriters() override { stop(); }
-
-  void pause() override {
-    pause_.store(true);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (parked_.load() != int(threads_.size())) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        pause_.store(false);
-        throw std::runtime_error("test writers did not park");
-      }
-      std::this_thread::yield();
-    }
-    paused_ = true;
-  }
-  void resume() override {
-    pause_.store(false);
-    paused_ = false;
-  }
-  void consistency_point() override {
-    ++consistency_points_;
-    std::memcpy(reference_.data(), region_.base(), region_.bytes());
-  }
-  void stop() {
-    stop_.store(true);
-    pause_.store(false);
-    for (auto& t : threads_)
-      if (t.joinable()) t.join();
-  }
-
-  bool paused() const { return paused_; }
-  int consistency_points() const { return consistency_points_; }
-  uint64_t writes() const { return writes_.load(); }
-  const uint8_t* reference() const { return reference_.data(); }
-
- private:
-  void run(int w, std::chrono::microseconds interval) {
-    uint64_t x = 0x9e3779b97f4a7c15ull * uint64_t(w + 1);
-    while (!stop_.load(std::memory_order_relaxed)) {
-      if (pause_.load()) {
-        parked_.fetch_add(1);
-        while (pause_.load() && !stop_.load()) std::this_thread::yield();
-        parked_.fetch_sub(1);
-        continue;
-      }
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      const size_t page = size_t(x % region_.pages());
-      const uint64_t n = writes_.fetch_add(1) + 1;
-      std::memcpy(region_.page(page) + (n % 255) * 16, &n, sizeof n);
-      if (interval.count()) std::this_thread::sleep_for(interval);
-    }
-  }
-
-  Region& region_;
-  std::vector<uint8_t> reference_;
-  std::vector<std::thread> threads_;
-  std::atomic<bool> stop_{false}, pause_{false};
-  std::atomic<int> parked_{0};
-  std::atomic<uint64_t> writes_{0};
-  bool paused_ = false;
-  int consistency_points_ = 0;
-};
-
 struct DirectRun {
   StrategyMetrics metrics;
   std::string error;  // what snapshot() threw, empty if it returned
@@ -238,7 +166,7 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
                  std::to_string(c.populate) + " chunk=" + c.chunk_pages + " staging=" + c.staging +
                  " wp_unpopulated=" + c.wp_unpopulated + " bytes=" + std::to_string(bytes));
     Region region(RegionOptions{bytes, c.populate, c.thp, -1, 7});
-    TestWriters writers(region, 2, std::chrono::microseconds(5));
+    snaptest::TestControl writers(region, 2, std::chrono::microseconds(5));
     VectorSink sink;
     DirectRun run = snapshot_directly(region, writers, sink,
                                       {{"fault_wait", c.fault_wait},
@@ -250,13 +178,13 @@ TEST(UffdWp, DirectSnapshotMatchesTheReferenceUnderWriters) {
     EXPECT_GT(writers.writes(), writes_after) << "writers should keep running after the snapshot";
     writers.stop();
     ASSERT_EQ(run.error, "");
-    EXPECT_EQ(writers.consistency_points(), 1);
-    EXPECT_FALSE(writers.paused());
+    EXPECT_EQ(writers.consistency_points, 1);
+    EXPECT_FALSE(writers.paused);
 
     FlatImage flat = flatten_image(sink.read_back());
     EXPECT_EQ(flat.header.strategy, "uffd-wp");
     EXPECT_EQ(flat.header.consistency, ConsistencyPoint::kStart);
-    VerifyResult v = verify_image(flat, writers.reference(), region.pages());
+    VerifyResult v = verify_image(flat, writers.reference.data(), region.pages());
     EXPECT_TRUE(v.pass) << v.message;
     EXPECT_EQ(run.metrics.image.pages_saved, region.pages());
     EXPECT_EQ(run.metrics.image.unique_pages, region.pages());
@@ -286,7 +214,7 @@ TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
     {
       SCOPED_TRACE(std::string(wait) + (thp ? " thp" : " no-thp") + " wp_unpopulated=" + wp_unpopulated);
       Region region(RegionOptions{16ull << 20, 0.5, thp, -1, 3});
-      TestWriters writers(region, 0, std::chrono::microseconds(0));  // the test writes itself
+      snaptest::TestControl writers(region, 0, std::chrono::microseconds(0));  // the test writes itself
       // Pages far ahead of the saver (which saves in address order): one with content, and one
       // zapped back to the never-touched state (no page table entry: without WP_UNPOPULATED only
       // the pre-fault makes it fault). Reading a page would map the zero page, so nothing reads it.
@@ -311,10 +239,10 @@ TEST(UffdWp, FaultsAreServedWhileTheSinkIsBlocked) {
       EXPECT_TRUE(writes_completed) << "a write fault waited for the blocked sink";
       EXPECT_GE(run.metrics.faults, targets.size());
       FlatImage flat = flatten_image(sink.read_back());
-      VerifyResult v = verify_image(flat, writers.reference(), region.pages());
+      VerifyResult v = verify_image(flat, writers.reference.data(), region.pages());
       EXPECT_TRUE(v.pass) << v.message;
       for (size_t t : targets) {
-        EXPECT_EQ(std::memcmp(flat.memory.data() + t * kPageSize, writers.reference() + t * kPageSize, kPageSize), 0);
+        EXPECT_EQ(std::memcmp(flat.memory.data() + t * kPageSize, writers.reference.data() + t * kPageSize, kPageSize), 0);
         EXPECT_EQ(region.page(t)[100], 0xA5);  // the write itself went through
       }
       EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
@@ -335,7 +263,7 @@ TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
   for (const char* saver_serves : {"true", "false"}) {
     SCOPED_TRACE(std::string("saver_serves_faults=") + saver_serves);
     Region region(RegionOptions{16ull << 20, 1.0, false, -1, 5});
-    TestWriters writers(region, 0, std::chrono::microseconds(0));
+    snaptest::TestControl writers(region, 0, std::chrono::microseconds(0));
     std::atomic<int> written{0};
     std::atomic<pid_t> tid_c{-1};
     bool a_done = false, b_taken = false, c_asleep = false;
@@ -382,7 +310,7 @@ TEST(UffdWp, FullCopyAsideRingAppliesBackPressure) {
     }
     EXPECT_GE(run.metrics.faults, 3u);
     FlatImage flat = flatten_image(sink.read_back());
-    EXPECT_TRUE(verify_image(flat, writers.reference(), region.pages()).pass);
+    EXPECT_TRUE(verify_image(flat, writers.reference.data(), region.pages()).pass);
     EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
   }
 }
@@ -398,12 +326,12 @@ TEST(UffdWp, FailingSinkLeavesNothingProtected) {
       const char* release_thread = thp ? "true" : "false";
       SCOPED_TRACE(std::string(wait) + (thp ? " thp" : " no-thp") + " release_thread=" + release_thread);
       Region region(RegionOptions{32ull << 20, 0.5, thp, -1, 11});
-      TestWriters writers(region, 2, std::chrono::microseconds(2));
+      snaptest::TestControl writers(region, 2, std::chrono::microseconds(2));
       auto failing = make_sink(SinkOptions{"fail:100000", false, 0, 0});
       DirectRun run =
           snapshot_directly(region, writers, *failing, {{"fault_wait", wait}, {"release_thread", release_thread}});
       EXPECT_NE(run.error.find("injected"), std::string::npos) << run.error;
-      EXPECT_FALSE(writers.paused());
+      EXPECT_FALSE(writers.paused);
       EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
       EXPECT_TRUE(every_page_writable_within(region, std::chrono::seconds(5)));
       const uint64_t before = writers.writes();
@@ -415,7 +343,7 @@ TEST(UffdWp, FailingSinkLeavesNothingProtected) {
           snapshot_directly(region, writers, sink, {{"fault_wait", wait}, {"release_thread", release_thread}});
       writers.stop();
       ASSERT_EQ(again.error, "");
-      EXPECT_TRUE(verify_image(flatten_image(sink.read_back()), writers.reference(), region.pages()).pass);
+      EXPECT_TRUE(verify_image(flatten_image(sink.read_back()), writers.reference.data(), region.pages()).pass);
     }
   }
 }
@@ -548,7 +476,7 @@ TEST(UffdWp, ChunksAreReleasedBehindTheSaver) {
     SCOPED_TRACE(std::string("staging=") + c.staging + " release_thread=" + c.release_thread + " fault_wait=" +
                  c.fault_wait);
     Region region(RegionOptions{(16ull << 20) + 3 * kPageSize, 0.7, false, -1, 13});
-    TestWriters writers(region, 0, std::chrono::microseconds(0));
+    snaptest::TestControl writers(region, 0, std::chrono::microseconds(0));
     constexpr size_t kEarlyPages = 128;  // four 32-page chunks; the first sink write comes >= 255 pages in
     bool early_released = false;
     VectorSink sink;
@@ -565,7 +493,7 @@ TEST(UffdWp, ChunksAreReleasedBehindTheSaver) {
     writers.stop();
     ASSERT_EQ(run.error, "");
     EXPECT_TRUE(early_released) << "the first chunks were still write-protected when the image reached the sink";
-    VerifyResult v = verify_image(flatten_image(sink.read_back()), writers.reference(), region.pages());
+    VerifyResult v = verify_image(flatten_image(sink.read_back()), writers.reference.data(), region.pages());
     EXPECT_TRUE(v.pass) << v.message;
     EXPECT_EQ(run.metrics.image.duplicate_pages, 0u);
     EXPECT_EQ(run.metrics.image.unique_pages, region.pages());
@@ -573,25 +501,3 @@ TEST(UffdWp, ChunksAreReleasedBehindTheSaver) {
   }
 }
 
-TEST(UffdWp, EndToEndFailingSinkThenASecondRunSucceeds) {
-  SKIP_WITHOUT_UFFD_WP();
-  for (const char* wait : {"read", "sigbus"}) {
-    if (!fault_wait_runs_here(wait)) continue;
-    SCOPED_TRACE(wait);
-    RunSpec s = uffd_spec();
-    s.rate = "100MiB/s";
-    s.sink = "fail:100000";
-    s.params["uffd-wp"]["fault_wait"] = wait;
-    RunResult failed = run_once(s);
-    EXPECT_EQ(failed.status, RunStatus::kFailed);
-    EXPECT_NE(failed.reason.find("injected"), std::string::npos) << failed.reason;
-
-    RunSpec ok = uffd_spec();
-    ok.rate = "100MiB/s";
-    ok.params["uffd-wp"]["fault_wait"] = wait;
-    RunResult r = run_once(ok);
-    EXPECT_EQ(r.status, RunStatus::kOk) << r.reason;
-    EXPECT_EQ(r.verified, "pass") << r.verify_detail;
-    EXPECT_EQ(r.image.duplicate_pages, 0u);
-  }
-}

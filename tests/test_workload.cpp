@@ -1,5 +1,8 @@
 // The writer threads: rate pacing, pause/resume/stop, idle writers, phases and the stamps in the pages.
 #include <gtest/gtest.h>
+#include <numa.h>
+#include <numaif.h>
+#include <sched.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -214,12 +217,68 @@ TEST(WorkloadOptionsCheck, BadOptionsThrowUsageError) {
   EXPECT_THROW(wl.stats(Phase::kWarmup), std::logic_error) << "stats() while writers run is a data race";
 }
 
+// What --numa-node promises: the writer threads run only on the node's CPUs (ThreadWorkload sets
+// their affinity) and the region's pages are bound to the node (Region: numa_tonode_memory, MPOL_BIND).
+// The constructing thread is first narrowed to one CPU, so writers that merely inherited its affinity
+// would fail the check whenever the node has more than one CPU.
 TEST(WorkloadNuma, WritersBoundToNodeZeroStillWrite) {
-  Region region(snaptest::small_region());
+  if (numa_available() < 0) GTEST_SKIP() << "libnuma reports NUMA unavailable here";
+  cpu_set_t node_cpus;
+  CPU_ZERO(&node_cpus);
+  {
+    struct bitmask* cpus = numa_allocate_cpumask();
+    ASSERT_EQ(numa_node_to_cpus(0, cpus), 0);
+    for (unsigned c = 0; c < cpus->size && c < CPU_SETSIZE; ++c)
+      if (numa_bitmask_isbitset(cpus, c)) CPU_SET(c, &node_cpus);
+    numa_free_cpumask(cpus);
+  }
+  ASSERT_GT(CPU_COUNT(&node_cpus), 0) << "node 0 has no CPU";
+  cpu_set_t mine;
+  ASSERT_EQ(sched_getaffinity(0, sizeof mine, &mine), 0);
+  cpu_set_t narrowed;  // the node's last CPU alone
+  CPU_ZERO(&narrowed);
+  for (int c = CPU_SETSIZE - 1; c >= 0; --c)
+    if (CPU_ISSET(c, &node_cpus)) {
+      CPU_SET(c, &narrowed);
+      break;
+    }
+  ASSERT_EQ(sched_setaffinity(0, sizeof narrowed, &narrowed), 0);
+
+  RegionOptions ro = snaptest::small_region();
+  ro.numa_node = 0;
+  ro.populate = 0.5;  // populated after the policy is set: these pages must be on node 0 too
+  Region region(ro);
   WorkloadOptions opts = workload(2, kRateMax);
   opts.numa_node = 0;
-  ThreadWorkload wl(region, opts);
-  std::this_thread::sleep_for(20ms);
-  wl.stop();
-  EXPECT_GT(wl.total_writes(), 0u);
+  std::vector<pid_t> writer_tids;
+  {
+    ThreadWorkload wl(region, opts);
+    sched_setaffinity(0, sizeof mine, &mine);  // the test thread's own affinity back
+    writer_tids = snaptest::threads_named("snap-writer");
+    EXPECT_EQ(writer_tids.size(), 2u);
+    for (pid_t tid : writer_tids) {
+      cpu_set_t theirs;
+      ASSERT_EQ(sched_getaffinity(tid, sizeof theirs, &theirs), 0) << "writer " << tid;
+      EXPECT_TRUE(CPU_EQUAL(&theirs, &node_cpus))
+          << "writer " << tid << " may run on " << CPU_COUNT(&theirs) << " CPUs, node 0 has " << CPU_COUNT(&node_cpus);
+    }
+    std::this_thread::sleep_for(20ms);
+    wl.stop();
+    EXPECT_GT(wl.total_writes(), 0u);
+  }
+  sched_setaffinity(0, sizeof mine, &mine);
+
+  // The region's policy: bound to node 0 alone, checked at its first, middle and last page.
+  for (size_t p : {size_t(0), region.pages() / 2, region.pages() - 1}) {
+    int mode = -1;
+    unsigned long mask[16] = {};
+    ASSERT_EQ(get_mempolicy(&mode, mask, sizeof mask * 8, region.page(p), MPOL_F_ADDR), 0) << strerror(errno);
+    EXPECT_EQ(mode, MPOL_BIND) << "page " << p;
+    EXPECT_EQ(mask[0], 1ul) << "page " << p << ": nodemask";
+    // And where the page actually is, for a page the writers or the populate step touched.
+    if (page_is_zero(region.page(p))) continue;
+    int node = -1;
+    ASSERT_EQ(get_mempolicy(&node, nullptr, 0, region.page(p), MPOL_F_NODE | MPOL_F_ADDR), 0) << strerror(errno);
+    EXPECT_EQ(node, 0) << "page " << p;
+  }
 }
