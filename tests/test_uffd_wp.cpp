@@ -334,9 +334,10 @@ TEST(UffdWp, FailingSinkLeavesNothingProtected) {
       EXPECT_FALSE(writers.paused);
       EXPECT_EQ(snaptest::pages_still_write_protected(region.base(), region.pages()), 0u);
       EXPECT_TRUE(every_page_writable_within(region, std::chrono::seconds(5)));
+      // Waited for rather than slept on: under the sanitizers on a loaded machine 20 ms once passed
+      // without a write; a writer left blocked in a fault never writes again.
       const uint64_t before = writers.writes();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      EXPECT_GT(writers.writes(), before) << "a writer was left blocked";
+      EXPECT_TRUE(snaptest::wait_until([&] { return writers.writes() > before; })) << "a writer was left blocked";
 
       VectorSink sink;
       DirectRun again =
