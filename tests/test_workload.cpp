@@ -189,7 +189,10 @@ TEST(WorkloadPhases, WritesAndTimeAreSplitByPhase) {
     for (Phase p : {Phase::kWarmup, Phase::kSnapshot, Phase::kAfter}) {
       const PhaseStats s = wl.stats(p);
       SCOPED_TRACE("phase " + std::to_string(int(p)));
-      EXPECT_NEAR(s.seconds, 0.1, 0.05);
+      // Each phase lasted at least the 100 ms slept in it; the upper bound only catches a phase
+      // clock that never stopped (0.1 +- 0.05 s failed on a loaded 2-core machine: 0.165 s).
+      EXPECT_GE(s.seconds, 0.099);
+      EXPECT_LT(s.seconds, 5.0);
       EXPECT_GT(s.writes, 0u);
       if (rate == kRateMax) {
         // One write in ~256 is timed (plus the rare stall sample).
