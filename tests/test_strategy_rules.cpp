@@ -159,7 +159,12 @@ TEST_P(VerifiesUnderWriters, ImageMatchesTheConsistencyPoint) {
   RunSpec s = spec_for(c);
   s.sink = c.sink == "file" ? "file:" + (tmp / "image") : c.sink;
   const Leftovers before;
-  const RunResult r = run_once(s);
+  RunResult r;
+  try {
+    r = run_once(s);
+  } catch (const UsageError& e) {  // a combination the harness refuses as input (qemu's own trackers)
+    GTEST_SKIP() << "refused as input: " << e.what();
+  }
   // What only the run can tell (e.g. a workload that takes one writer): skipped with its reason.
   if (r.status == RunStatus::kUnsupported) GTEST_SKIP() << r.reason;
   ASSERT_EQ(r.status, RunStatus::kOk) << r.reason;
@@ -191,7 +196,12 @@ TEST_P(FailingSink, FailsCleanlyAndTheNextRunWorks) {
   const Leftovers before;
   RunSpec s = spec_for(c);
   s.sink = "fail:100000";
-  const RunResult failed = run_once(s);
+  RunResult failed;
+  try {
+    failed = run_once(s);
+  } catch (const UsageError& e) {  // a combination the harness refuses as input (qemu's own trackers)
+    GTEST_SKIP() << "refused as input: " << e.what();
+  }
   if (failed.status == RunStatus::kUnsupported) GTEST_SKIP() << failed.reason;
   EXPECT_EQ(failed.status, RunStatus::kFailed) << failed.reason;
   EXPECT_NE(failed.reason.find("injected sink failure"), std::string::npos) << failed.reason;
