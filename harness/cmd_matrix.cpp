@@ -2,7 +2,9 @@
 // DIR/results.csv (flushed), with a progress line, --resume, --shard and a clean stop on Ctrl-C.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -87,7 +89,7 @@ void print_shard_estimates(const Matrix& m, int shard_i, int shard_n) {
 void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& argv) {
   auto* cmd = app.add_subcommand("matrix", "run every case of a TOML matrix spec into DIR/results.csv and DIR/meta.json");
   struct Opts {
-    std::string spec, out, shard = "1/1";
+    std::string spec, out, shard = "1/1", run;
     bool resume = false, dry_run = false, quiet = false;
     uint64_t max_runs = kDefaultMaxRuns;
   };
@@ -102,6 +104,11 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
                 "only the runs still to do; exits without running");
   cmd->add_option("--max-runs", o->max_runs, "refuse a spec with more runs than this (axes' product x reps)")
       ->capture_default_str();
+  cmd->add_option("--run", o->run,
+                  "run only repetition REP (0-based) of case CASE (0-based, in --dry-run's order), appending its row "
+                  "to DIR/results.csv (a directory of the same spec); scripts/regression-check interleaves two "
+                  "binaries run by run this way")
+      ->type_name("CASE:REP");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress line even on a terminal");
   cmd->callback([o, &rc, argv]() {
     Matrix m = load_matrix(o->spec, o->max_runs);
@@ -112,6 +119,31 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     const size_t total = cases.size() * size_t(m.reps);
     const std::string hash = matrix_hash(m);
     const std::string csv_path = o->out + "/results.csv";
+    // --run CASE:REP: one run of the whole matrix's case list (before sharding), appended.
+    const bool single = !o->run.empty();
+    size_t only_case = 0;
+    int only_rep = 0;
+    if (single) {
+      if (shard_n != 1) throw UsageError("--run: not with --shard (it names one run of the whole matrix)");
+      if (o->resume) throw UsageError("--run: not with --resume (it runs the one run it names)");
+      const auto colon = o->run.find(':');
+      char* end = nullptr;
+      errno = 0;
+      const unsigned long long k = colon == std::string::npos ? 0 : std::strtoull(o->run.c_str(), &end, 10);
+      const bool k_ok = colon != std::string::npos && end == o->run.c_str() + colon && errno == 0 && colon > 0;
+      const unsigned long long r = k_ok ? std::strtoull(o->run.c_str() + colon + 1, &end, 10) : 0;
+      if (!k_ok || *end != '\0' || colon + 1 == o->run.size() || o->run[0] == '-' || o->run[colon + 1] == '-')
+        throw UsageError("--run: expected CASE:REP (two numbers from 0), got '" + o->run + "'");
+      if (k >= cases.size())
+        throw UsageError("--run: case " + std::to_string(k) + " out of range (the spec has " +
+                         std::to_string(cases.size()) + " cases, numbered from 0)");
+      if (r >= static_cast<unsigned long long>(m.reps))
+        throw UsageError("--run: repetition " + std::to_string(r) + " out of range (the spec has " +
+                         std::to_string(m.reps) + " reps, numbered from 0)");
+      only_case = size_t(k);
+      only_rep = int(r);
+      check_same_spec(o->out, hash);
+    }
     if (o->resume) check_same_spec(o->out, hash);
     std::set<std::string> done;  // read here for --dry-run; a real run reads it once the appender has opened the CSV
     if (o->resume && o->dry_run) done = finished_runs(csv_path);
@@ -142,7 +174,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     std::error_code ec;
     std::filesystem::create_directories(o->out, ec);
     if (ec) throw UsageError("--out: cannot create " + o->out + ": " + ec.message());
-    if (!o->resume && std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0)
+    if (!o->resume && !single && std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0)
       throw UsageError("--out: " + csv_path + " exists; pass --resume to continue it or choose another directory");
     // Opened before resume reads it: the appender drops a torn last row, whose run then runs again.
     CsvAppender csv(csv_path);
@@ -163,6 +195,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
         ++i;
         RunSpec spec = cases[k].spec;
         spec.rep = rep;
+        if (single && (k != only_case || rep != only_rep)) continue;
         if (is_done(cases[k], rep)) {
           ++skipped;
           continue;
