@@ -15,9 +15,9 @@ namespace snap {
 void add_machine_command(CLI::App& app, int& rc) {
   auto* cmd = app.add_subcommand(
       "machine",
-      "measure this machine's snapshot primitives (memcpy, first touch, write-protect faults, un-protect, mprotect, "
-      "async-WP, PAGEMAP_SCAN, fork, fdatasync'd writes; /dev/kvm, QEMU, soft-dirty, SIGBUS, WP_ASYNC, PAGEMAP_SCAN "
-      "presence) in about 10 s, print them as a table and refresh the per-boot cache that matrices read");
+      "measure this machine's snapshot primitives in about 10 s (memcpy, first touch, write-protect faults, "
+      "un-protect, first writes, PAGEMAP_SCAN, fork, fdatasync; /dev/kvm, QEMU and kernel features) and refresh the "
+      "per-boot cache that matrices read");
   struct Opts {
     std::string json, dir;
     bool quick = false;
@@ -25,9 +25,11 @@ void add_machine_command(CLI::App& app, int& rc) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--json", o->json,
                   "also write the profile as JSON to FILE (schema and keys: README \"The machine profile\"); "
-                  "'-' writes it to stdout instead of the table");
+                  "'-' writes it to stdout instead of the table")
+      ->type_name("FILE|-");
   cmd->add_flag("--quick", o->quick, "smaller sizes and fewer samples: about 1-2 s (for tests; cached apart)");
-  cmd->add_option("--dir", o->dir, "directory of the fdatasync'd temporary file (default: the system temp dir)");
+  cmd->add_option("--dir", o->dir, "directory of the fdatasync'd temporary file (default: the system temp dir)")
+      ->type_name("DIR");
   cmd->callback([o, &rc]() {
     if (!o->dir.empty() && !std::filesystem::is_directory(o->dir))
       throw UsageError("--dir: " + o->dir + " is not a directory");
