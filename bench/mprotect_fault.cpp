@@ -1,9 +1,7 @@
 // mprotect + SIGSEGV first-write cost: the page is read-only, the write traps, a handler makes the
 // page writable again and the write is retried (the mprotect dirty tracker's per-page price).
-#include <signal.h>
 #include <sys/mman.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -12,6 +10,7 @@
 #include "bench/bench_support.h"
 #include "core/clock.h"
 #include "core/units.h"
+#include "core/write_enabling_segv.h"
 
 namespace snapbench_micro {
 
@@ -21,49 +20,14 @@ using snap::kPageSize;
 
 constexpr uint64_t kRegionBytes = 256 * kMiB;
 
-// The range the handler owns; a fault elsewhere falls back to the default action (a real crash).
-std::atomic<uintptr_t> g_tracked_begin{0}, g_tracked_end{0};
-std::atomic<uint64_t> g_handled{0};
-
-void on_segv(int sig, siginfo_t* info, void*) {
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
-  if (addr >= g_tracked_begin.load(std::memory_order_relaxed) && addr < g_tracked_end.load(std::memory_order_relaxed) &&
-      mprotect(reinterpret_cast<void*>(addr & ~uintptr_t(kPageSize - 1)), kPageSize, PROT_READ | PROT_WRITE) == 0) {
-    g_handled.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  signal(sig, SIG_DFL);  // not ours: the retried access crashes as it would have without us
-}
-
-// Installs the handler for the lifetime of the object and restores the previous one after.
-class SegvHandler {
- public:
-  SegvHandler(void* begin, size_t len) {
-    g_tracked_begin = reinterpret_cast<uintptr_t>(begin);
-    g_tracked_end = reinterpret_cast<uintptr_t>(begin) + len;
-    struct sigaction sa {};
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &old_);
-  }
-  ~SegvHandler() {
-    sigaction(SIGSEGV, &old_, nullptr);
-    g_tracked_begin = g_tracked_end = 0;
-  }
-
- private:
-  struct sigaction old_ {};
-};
-
 // Each iteration writes one word to each of the next 64 read-only pages; the region is made
 // read-only again, untimed, when the walk reaches its end. Pages are touched in order, so each newly
 // writable page merges into its neighbour's VMA: the best case (scattered writes split VMAs).
 void BM_MprotectFirstWrite(benchmark::State& state) try {
   constexpr size_t kPagesPerIteration = 64;
   snap::Region& region = cached_region(kRegionBytes);
-  SegvHandler handler(region.base(), region.bytes());
-  const uint64_t handled_before = g_handled.load();
+  snap::WriteEnablingSegvHandler handler(region.base(), region.bytes());
+  const uint64_t handled_before = snap::WriteEnablingSegvHandler::handled();
   size_t next = region.pages();  // forces the first protect
   uint64_t timed_ns = 0, writes = 0;
   bool protect_failed = false;
@@ -87,7 +51,7 @@ void BM_MprotectFirstWrite(benchmark::State& state) try {
   }
   mprotect(region.base(), region.bytes(), PROT_READ | PROT_WRITE);  // leave the cached region plain
   if (protect_failed) return;
-  if (g_handled.load() - handled_before != writes) {
+  if (snap::WriteEnablingSegvHandler::handled() - handled_before != writes) {
     state.SkipWithError("the handler did not see one fault per first write");
     return;
   }

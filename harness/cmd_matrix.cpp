@@ -15,6 +15,7 @@
 #include "harness/csv.h"
 #include "harness/csv_table.h"
 #include "harness/interrupt.h"
+#include "harness/machine_cache.h"
 #include "harness/matrix.h"
 #include "harness/provenance.h"
 #include "harness/shard.h"
@@ -179,13 +180,22 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     // Opened before resume reads it: the appender drops a torn last row, whose run then runs again.
     CsvAppender csv(csv_path);
     if (o->resume) done = finished_runs(csv_path);
+    InterruptGuard guard;
     nlohmann::json meta = provenance(argv);
     meta["matrix"] = {{"spec", o->spec}, {"name", m.name}, {"cases", m.cases.size()}, {"reps", m.reps},
                       {"shard", o->shard}, {"skipped", m.skipped},
                       {"spec_hash", hash}};
+    // The host's primitive costs, so the results can be read as ratios to them: from the per-boot cache,
+    // or measured now (once per boot); Ctrl-C while measuring stops it (the runs then stop too).
+    {
+      ProfileOptions popts;
+      popts.stop = [] { return InterruptGuard::interrupted(); };
+      MatrixMachineProfile machine = machine_profile_for_matrix(popts);
+      if (!machine.note.empty()) std::fprintf(stderr, "snapbench matrix: note: %s\n", machine.note.c_str());
+      meta["machine"] = std::move(machine.profile);
+    }
     write_json(o->out + "/meta.json", meta);
 
-    InterruptGuard guard;
     const bool progress = !o->quiet && isatty(STDERR_FILENO);
     const auto t0 = std::chrono::steady_clock::now();
     size_t i = 0, ran = 0, failed = 0, skipped = 0;

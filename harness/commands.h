@@ -14,5 +14,6 @@ void add_image_command(CLI::App& app, int& rc);
 void add_compare_command(CLI::App& app, int& rc);
 void add_merge_command(CLI::App& app, int& rc);
 void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& argv);
+void add_machine_command(CLI::App& app, int& rc);
 
 }  // namespace snap

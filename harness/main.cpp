@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   snap::add_compare_command(app, rc);
   snap::add_merge_command(app, rc);
   snap::add_matrix_command(app, rc, args);
+  snap::add_machine_command(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -48,6 +48,17 @@ std::string bracketed(const std::string& s) {
 
 }  // namespace
 
+std::string thp_enabled_mode() {
+  return bracketed(read_first_line("/sys/kernel/mm/transparent_hugepage/enabled"));
+}
+
+std::string utc_timestamp() {
+  std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return when;
+}
+
 const MachineFacts& this_machine() {
   static const MachineFacts facts = [] {
     MachineFacts f;
@@ -69,9 +80,6 @@ nlohmann::json provenance(const std::vector<std::string>& command_line) {
   uname(&u);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  std::time_t now = std::time(nullptr);
-  char when[64];
-  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   const auto& uf = uffd_features();
   std::string pm_reason;
   j["schema_version"] = kSchemaVersion;
@@ -80,12 +88,13 @@ nlohmann::json provenance(const std::vector<std::string>& command_line) {
   j["compiler"] = std::string("g++ ") + __VERSION__;
   j["kernel_release"] = u.release;
   j["kernel_version"] = u.version;
-  j["machine"] = u.machine;
+  // "arch", not "machine": a matrix's meta.json carries the machine profile under "machine".
+  j["arch"] = u.machine;
   j["hostname"] = host;
   j["cpu_model"] = cpu_model();
   j["online_cpus"] = sysconf(_SC_NPROCESSORS_ONLN);
   j["memory_bytes"] = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
-  j["thp_enabled"] = bracketed(read_first_line("/sys/kernel/mm/transparent_hugepage/enabled"));
+  j["thp_enabled"] = thp_enabled_mode();
   j["thp_defrag"] = bracketed(read_first_line("/sys/kernel/mm/transparent_hugepage/defrag"));
   j["uffd_available"] = uf.available;
   j["uffd_features_hex"] = [&] {
@@ -96,7 +105,7 @@ nlohmann::json provenance(const std::vector<std::string>& command_line) {
   j["uffd_wp_async"] = uf.has(UFFD_FEATURE_WP_ASYNC);
   j["uffd_wp_unpopulated"] = uf.has(UFFD_FEATURE_WP_UNPOPULATED);
   j["pagemap_scan"] = pagemap_scan_available(&pm_reason);
-  j["created_utc"] = when;
+  j["created_utc"] = utc_timestamp();
   j["command_line"] = command_line;
   // The default QEMU (qemu-system-x86_64 on PATH) and its version, or why there is none.
   qemu::QemuBinary qemu_bin;

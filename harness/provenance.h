@@ -18,6 +18,10 @@ struct MachineFacts {
   std::string cpu_model;  // /proc/cpuinfo "model name"
 };
 const MachineFacts& this_machine();
+// The system THP mode ("always", "madvise", "never"), the bracketed choice in sysfs; "" without THP.
+std::string thp_enabled_mode();
+// Now, as "YYYY-MM-DDTHH:MM:SSZ".
+std::string utc_timestamp();
 // The sidecar path of a CSV: "x.csv" -> "x.meta.json".
 std::string meta_path_for(const std::string& csv_path);
 void write_json(const std::string& path, const nlohmann::json& j);
