@@ -1,5 +1,6 @@
 // ImageWriter: the hot path of every strategy, streaming page records and the checksum into a sink.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -34,7 +35,31 @@ bool copy_small(uint8_t* dst, const uint8_t* src, size_t n) {
   return any != 0;
 }
 
+// The kept buffer (see ImageWriter::warm_buffer). An atomic pointer rather than a locked pool: a
+// fork-cow child takes it after fork(), where a mutex another thread held would never be released.
+std::atomic<std::vector<uint8_t>*> g_kept_buffer{nullptr};
+
+std::vector<uint8_t> take_buffer() {
+  std::vector<uint8_t>* kept = g_kept_buffer.exchange(nullptr);
+  if (!kept) return std::vector<uint8_t>(kBufferBytes);  // zero-filled: touched here, not in the loop
+  std::vector<uint8_t> out = std::move(*kept);
+  delete kept;
+  out.resize(kBufferBytes);
+  return out;
+}
+
+void keep_buffer(std::vector<uint8_t>&& buf) {
+  if (buf.capacity() < kBufferBytes) return;
+  auto* kept = new std::vector<uint8_t>(std::move(buf));
+  std::vector<uint8_t>* expected = nullptr;
+  if (!g_kept_buffer.compare_exchange_strong(expected, kept)) delete kept;
+}
+
 }  // namespace
+
+void ImageWriter::warm_buffer() { keep_buffer(take_buffer()); }
+
+ImageWriter::~ImageWriter() { keep_buffer(std::move(buf_)); }
 
 // ImageWriter
 //
@@ -49,7 +74,7 @@ ImageWriter::ImageWriter(Sink& sink, const ImageHeader& header) : sink_(sink), h
     throw std::logic_error("ImageWriter: page_size " + std::to_string(header.page_size) +
                            " is not supported (only " + std::to_string(kPageSize) + ")");
   if (header.strategy.size() > 0xFFFF) throw std::logic_error("ImageWriter: strategy name too long");
-  buf_.resize(kBufferBytes);
+  buf_ = take_buffer();
   checksum_init(checksum_state_);
   seen_.assign((header.region_pages + 63) / 64, 0);
 

@@ -36,6 +36,7 @@ class ThrottleSink final : public Sink {
     }
   }
   void finish() override { inner_->finish(); }
+  void prepare(uint64_t bytes) override { inner_->prepare(bytes); }
   uint64_t bytes_written() const override { return inner_->bytes_written(); }
   std::string kind() const override { return inner_->kind(); }
   bool readable() const override { return inner_->readable(); }

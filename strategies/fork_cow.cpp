@@ -181,7 +181,41 @@ struct ChildPlan {
   int ready_fd;    // child's end: one byte when saved
   int release_fd;  // child's end: EOF when the parent has taken its final sample
   pid_t parent;
+  bool private_region;  // anonymous, not a memfd another process may write: holes are zero
 };
+
+// Saves every page of a private anonymous region without reading the pages that have no memory
+// behind them (neither present nor swapped in the child's page tables, which fork copied: such a page
+// was never touched, so it is zero). Reading one would cost memory where a read fault allocates a
+// page instead of mapping the shared zero page (the AMD machine's kernel runs with
+// pvm_no_zero_page=1): the child's reads of a 70 %-empty 32 MiB region took 23 MB of its own. A hole is
+// saved from a zero page here instead, which the writer turns into a zero record as it would have.
+void save_present_pages(const Region& region, ImageWriter& writer, size_t chunk_pages, int pagemap_fd) {
+  alignas(64) static const uint8_t zero_page[kPageSize] = {};
+  constexpr uint64_t kPresentOrSwapped = (uint64_t(1) << 63) | (uint64_t(1) << 62);
+  constexpr size_t kBlock = 512;  // pagemap entries read at once: 4 KiB on the stack
+  uint64_t entries[kBlock];
+  const size_t pages = region.pages();
+  const off_t first = off_t(reinterpret_cast<uintptr_t>(region.base()) / kPageSize * sizeof(uint64_t));
+  for (size_t block = 0; block < pages; block += kBlock) {
+    const size_t n = std::min(kBlock, pages - block);
+    const ssize_t want = ssize_t(n * sizeof(uint64_t));
+    if (::pread(pagemap_fd, entries, size_t(want), first + off_t(block * sizeof(uint64_t))) != want) {
+      for (size_t i = 0; i < n; ++i) entries[i] = kPresentOrSwapped;  // unreadable: read every page
+    }
+    for (size_t i = 0; i < n;) {
+      if (!(entries[i] & kPresentOrSwapped)) {
+        writer.save_page(block + i, zero_page);
+        ++i;
+        continue;
+      }
+      size_t j = i + 1;
+      while (j < n && j - i < chunk_pages && (entries[j] & kPresentOrSwapped)) ++j;
+      writer.save_pages(block + i, region.page(block + i), j - i);
+      i = j;
+    }
+  }
+}
 
 // The child's whole life. It never returns and never unwinds into the harness: only _exit, so no
 // atexit handler, no destructor of a parent object and no stdio flush runs here. The child has one
@@ -201,8 +235,13 @@ struct ChildPlan {
   try {
     const Region& region = *plan.region;
     const size_t pages = region.pages();
-    for (size_t i = 0; i < pages; i += plan.chunk_pages)
-      plan.writer->save_pages(i, region.page(i), std::min(plan.chunk_pages, pages - i));
+    // Opened here: a pagemap descriptor reads the page tables of the process that opened it.
+    const int pagemap_fd = plan.private_region ? ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+    if (pagemap_fd >= 0)
+      save_present_pages(region, *plan.writer, plan.chunk_pages, pagemap_fd);
+    else
+      for (size_t i = 0; i < pages; i += plan.chunk_pages)
+        plan.writer->save_pages(i, region.page(i), std::min(plan.chunk_pages, pages - i));
     // Writes the trailer and runs the child's side of sink.finish() (fdatasync for a file sink,
     // closing the child's copy of an exec sink's pipe); the parent finishes its own copy later.
     plan.writer->finish();
@@ -255,7 +294,7 @@ class ForkCowStrategy final : public Strategy {
     if (pid == 0) {
       ::close(ready.read_end.get());
       ::close(release.write_end.get());
-      run_child({&region, &writer, report, chunk, ready.write_end.get(), release.read_end.get(), parent});
+      run_child({&region, &writer, report, chunk, ready.write_end.get(), release.read_end.get(), parent, region.fd() < 0});
     }
     paused.resume();
     if (pid < 0) throw_errno("fork-cow: fork");

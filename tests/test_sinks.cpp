@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/image.h"
 #include "core/sink.h"
+#include "core/sink_tee.h"
 
 using namespace snap;
 namespace fs = std::filesystem;
@@ -362,4 +363,35 @@ TEST(Sinks, EveryListedKindBuilds) {
     EXPECT_EQ(s->bytes_written(), 50u) << k.name;
   }
   EXPECT_TRUE(no_children());
+}
+
+// The verify tee times its own copy (the harness takes it out of completion_s and downtime_s), counts
+// a forked child's copies in the parent, and tells the part inside a pause apart.
+TEST(Sinks, TeeTimesItsCopyAcrossForkAndPauses) {
+  SinkOptions null_opts;
+  TeeSink tee(make_sink(null_opts), 64 << 20);
+  tee.prepare(8 << 20);
+  std::vector<uint8_t> block(1 << 20, 0x5A);
+  EXPECT_EQ(tee.copy_s(), 0.0);
+  tee.write(block.data(), block.size());
+  const double running = tee.copy_s();
+  EXPECT_GT(running, 0.0);
+  EXPECT_EQ(tee.copy_paused_s(), 0.0);  // the writers were not paused
+  tee.set_paused(true);
+  tee.write(block.data(), block.size());
+  tee.set_paused(false);
+  EXPECT_GT(tee.copy_paused_s(), 0.0);
+  EXPECT_LE(tee.copy_paused_s(), tee.copy_s());
+  const double before_child = tee.copy_s();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    tee.write(block.data(), block.size());
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_GT(tee.copy_s(), before_child);  // the child's copy is counted in the parent
+  EXPECT_EQ(tee.read_back().size(), 3 * block.size());
+  EXPECT_EQ(tee.bytes_written(), 3 * block.size());  // the null sink counts across fork too
 }

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/region.h"
+#include "core/prefault.h"
 #include "core/scoped.h"
 #include "core/units.h"
 
@@ -23,7 +24,9 @@ class PrefaultedBuffer {
  public:
   explicit PrefaultedBuffer(size_t bytes)
       : map_(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-             "the uffd-wp copy-aside buffer (" + format_bytes(double(bytes)) + ")") {}
+             "the uffd-wp copy-aside buffer (" + format_bytes(double(bytes)) + ")") {
+    prefault_write(map_.data(), bytes);
+  }
   uint8_t* data() const { return map_.data(); }
   size_t bytes() const { return map_.size(); }
 
