@@ -75,6 +75,7 @@ def main(argv):
     if a.only:
         keep = set(a.only.split(","))
         patches = [p for p in patches if os.path.basename(p)[:-6] in keep]
+    a.work = os.path.abspath(a.work)
     os.makedirs(a.work, exist_ok=True)
     gate = os.path.join(ROOT, "scripts", "regression-check")
     r = sh([gate, "--build-base-only"])

@@ -227,9 +227,17 @@ TEST(ForkCow, ImageIsTheForkInstantAndCowCopiesAreCounted) {
     const uint64_t cow_region = note_u64(snap.metrics.notes, "cow_region_bytes");
     EXPECT_GE(cow_region, expected_cow);
     EXPECT_LE(cow_region, expected_cow + 8 * kPageSize) << "more than 4 KiB per overwritten page";
-    // The rest is the child's own writes (stack, the image writer's 1 MiB buffer...): small.
+    // The rest is the child's own writes (stack, the image writer's 1 MiB buffer...): small. Under
+    // AddressSanitizer the child also reads shadow memory for every access, and where a read fault
+    // allocates a page (no zero page: the AMD machine's pvm_no_zero_page=1) each shadow page it reads
+    // is memory of its own: 5.3 MiB measured there. That is the instrumentation's, not the strategy's.
+#if defined(__SANITIZE_ADDRESS__)
+    const uint64_t child_own_bound = snaptest::read_fault_maps_zero_page() ? (4ull << 20) : (16ull << 20);
+#else
+    const uint64_t child_own_bound = 4ull << 20;
+#endif
     EXPECT_GE(snap.metrics.extra_rss_bytes, cow_region);
-    EXPECT_LE(snap.metrics.extra_rss_bytes, cow_region + (4ull << 20));
+    EXPECT_LE(snap.metrics.extra_rss_bytes, cow_region + child_own_bound);
     EXPECT_GT(note_u64(snap.metrics.notes, "child_pte_bytes"), 0u);
     EXPECT_GE(note_u64(snap.metrics.notes, "cow_samples"), 1u);  // at least the final one
   }
