@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/image.h"
+#include "core/pagemap.h"
 #include "core/prefault.h"
 #include "core/region.h"
 #include "core/scoped.h"
@@ -72,20 +73,17 @@ class Reference {
   void take() {
     const uint8_t* base = region_.base();
     const size_t pages = region_.pages();
-    const size_t want = pages * sizeof(uint64_t);
-    const off_t at = off_t(reinterpret_cast<uintptr_t>(base) / kPageSize * sizeof(uint64_t));
-    if (pagemap_.get() < 0 || ::pread(pagemap_.get(), entries_.data(), want, at) != ssize_t(want)) {
+    if (pagemap_.get() < 0 || !read_pagemap(pagemap_.get(), base, pages, entries_.data())) {
       std::memcpy(map_.data(), base, region_.bytes());
       return;
     }
-    constexpr uint64_t kPresentOrSwapped = (uint64_t(1) << 63) | (uint64_t(1) << 62);
     for (size_t i = 0; i < pages;) {
-      if (!(entries_[i] & kPresentOrSwapped)) {
+      if (!pagemap_has_memory(entries_[i])) {
         ++i;
         continue;
       }
       size_t j = i + 1;
-      while (j < pages && (entries_[j] & kPresentOrSwapped)) ++j;
+      while (j < pages && pagemap_has_memory(entries_[j])) ++j;
       std::memcpy(map_.data() + i * kPageSize, base + i * kPageSize, (j - i) * kPageSize);
       i = j;
     }
@@ -280,8 +278,8 @@ RunResult run_once(const RunSpec& spec) {
   // An upper bound of the stream for in-memory sinks, from the strategy's own bound on its records
   // (a header and a trailer around them). The mapping is MAP_NORESERVE: only the bytes actually
   // written cost memory.
-  const uint64_t capacity =
-      4096 + resolved.strategy_entry->record_bound(pages, strategy_params) * (kPageSize + 16) + 4096;
+  auto stream_bytes = [](uint64_t records) { return 4096 + records * (kPageSize + 16) + 4096; };
+  const uint64_t capacity = stream_bytes(resolved.strategy_entry->record_bound(pages, strategy_params));
   SinkOptions sink_opts{spec.sink, spec.fsync, res.bandwidth_bytes_s, capacity};
   std::unique_ptr<Sink> sink = make_sink(sink_opts);  // UsageError on a bad spec or missing directory
 
@@ -318,11 +316,12 @@ RunResult run_once(const RunSpec& spec) {
     std::unique_ptr<Reference> reference;
     if (verify) reference = std::make_unique<Reference>(region);
     // Nothing of the harness inside the stopwatch: back the stream's memory and the image writer's
-    // buffer now. One whole image, two for a strategy that may re-send pages (precopy's at 200 MiB/s
-    // ran 5-8 % past one image, and each page past what is backed is a first touch in the snapshot:
-    // timed apart for the tee, but it still stretches the pass and so the next pass's dirty set).
+    // buffer now. One whole image, two for a strategy that may re-send pages: precopy at 200 MiB/s on
+    // 1 GiB ran 5-8 % past one image on the AMD machine (results/verify-overhead), and each page past
+    // what is backed is a first touch in the snapshot (timed apart for the tee, but it still stretches
+    // the pass and so the next pass's dirty set).
     if (want_image) {
-      const uint64_t one_image = 4096 + pages * (kPageSize + 16) + 4096;
+      const uint64_t one_image = stream_bytes(pages);
       sink->prepare(std::min<uint64_t>(capacity, one_image * (resolved.strategy_entry->may_save_duplicates ? 2 : 1)));
       ImageWriter::warm_buffer();
     }

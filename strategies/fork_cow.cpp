@@ -34,6 +34,7 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "core/pagemap.h"
 #include "core/units.h"
 #include "core/scoped.h"
 #include "strategies/strategy.h"
@@ -192,25 +193,21 @@ struct ChildPlan {
 // saved from a zero page here instead, which the writer turns into a zero record as it would have.
 void save_present_pages(const Region& region, ImageWriter& writer, size_t chunk_pages, int pagemap_fd) {
   alignas(64) static const uint8_t zero_page[kPageSize] = {};
-  constexpr uint64_t kPresentOrSwapped = (uint64_t(1) << 63) | (uint64_t(1) << 62);
   constexpr size_t kBlock = 512;  // pagemap entries read at once: 4 KiB on the stack
   uint64_t entries[kBlock];
   const size_t pages = region.pages();
-  const off_t first = off_t(reinterpret_cast<uintptr_t>(region.base()) / kPageSize * sizeof(uint64_t));
   for (size_t block = 0; block < pages; block += kBlock) {
     const size_t n = std::min(kBlock, pages - block);
-    const ssize_t want = ssize_t(n * sizeof(uint64_t));
-    if (::pread(pagemap_fd, entries, size_t(want), first + off_t(block * sizeof(uint64_t))) != want) {
-      for (size_t i = 0; i < n; ++i) entries[i] = kPresentOrSwapped;  // unreadable: read every page
-    }
+    if (!read_pagemap(pagemap_fd, region.page(block), n, entries))
+      for (size_t i = 0; i < n; ++i) entries[i] = kPagemapPresent;  // unreadable: read every page
     for (size_t i = 0; i < n;) {
-      if (!(entries[i] & kPresentOrSwapped)) {
+      if (!pagemap_has_memory(entries[i])) {
         writer.save_page(block + i, zero_page);
         ++i;
         continue;
       }
       size_t j = i + 1;
-      while (j < n && j - i < chunk_pages && (entries[j] & kPresentOrSwapped)) ++j;
+      while (j < n && j - i < chunk_pages && pagemap_has_memory(entries[j])) ++j;
       writer.save_pages(block + i, region.page(block + i), j - i);
       i = j;
     }

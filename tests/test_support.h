@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/image.h"
+#include "core/pagemap.h"
 #include "core/region.h"
 #include "core/units.h"
 #include "harness/run.h"
@@ -151,11 +152,9 @@ inline std::vector<uint64_t> pagemap_entries(const void* base, size_t pages) {
   std::vector<uint64_t> entries(pages);
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
-  const off_t offset = off_t(reinterpret_cast<uintptr_t>(base) / snap::kPageSize * sizeof(uint64_t));
-  const ssize_t want = ssize_t(pages * sizeof(uint64_t));
-  const ssize_t got = pread(fd, entries.data(), size_t(want), offset);
+  const bool ok = snap::read_pagemap(fd, base, pages, entries.data());
   close(fd);
-  if (got != want) throw std::runtime_error("short read of /proc/self/pagemap");
+  if (!ok) throw std::runtime_error("short read of /proc/self/pagemap");
   return entries;
 }
 

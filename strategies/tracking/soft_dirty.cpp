@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/pagemap.h"
 #include "core/scoped.h"
 #include "core/units.h"
 #include "strategies/tracking/tracker.h"
@@ -22,7 +23,6 @@ namespace snap {
 
 namespace {
 
-constexpr uint64_t kPagemapSoftDirty = uint64_t(1) << 55;
 constexpr size_t kEntriesPerRead = 64 * 1024;  // 512 KiB of pagemap per pread
 
 // Writes "4" to /proc/self/clear_refs (clears every soft-dirty bit of the process). Returns errno or 0.
@@ -36,10 +36,7 @@ int clear_soft_dirty() {
 }
 
 // Reads the pagemap entry of one page (bit 55 is soft-dirty). Returns false with errno on failure.
-bool read_pagemap_entry(int fd, const void* page, uint64_t* entry) {
-  const off_t off = off_t(reinterpret_cast<uintptr_t>(page) / kPageSize * sizeof(uint64_t));
-  return pread(fd, entry, sizeof *entry, off) == ssize_t(sizeof *entry);
-}
+bool read_pagemap_entry(int fd, const void* page, uint64_t* entry) { return read_pagemap(fd, page, 1, entry); }
 
 // The run-time check: a page written after clear_refs must show bit 55, and clear_refs must clear it.
 Support probe_soft_dirty() {
