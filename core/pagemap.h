@@ -12,6 +12,7 @@ namespace snap {
 constexpr uint64_t kPagemapPresent = uint64_t(1) << 63;
 constexpr uint64_t kPagemapSwapped = uint64_t(1) << 62;
 constexpr uint64_t kPagemapSoftDirty = uint64_t(1) << 55;
+constexpr uint64_t kPagemapUffdWp = uint64_t(1) << 57;  // the PTE is userfaultfd write-protected
 
 // A page with memory behind it (present or swapped out). One with neither in a private anonymous
 // mapping was never touched, so it reads as zero, and reading it would fault it in.

@@ -2,6 +2,7 @@
 #include "core/uffd.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/linux_compat.h"
+#include "core/pagemap.h"
 #include "core/units.h"
 
 namespace snap {
@@ -36,6 +38,32 @@ int open_uffd(int flags) {
 }
 
 }  // namespace
+
+bool unregister_clears_wp() noexcept {
+  static const bool clears = [] {
+    if (!uffd_features().has(UFFD_FEATURE_PAGEFAULT_FLAG_WP)) return false;
+    void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return false;
+    *static_cast<volatile uint8_t*>(page) = 1;  // populated: protection applies without WP_UNPOPULATED
+    bool cleared = false;
+    const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    try {
+      Uffd uffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP, /*nonblocking=*/true);
+      uffd.register_wp(page, kPageSize);
+      uffd.writeprotect(page, kPageSize, true);
+      uint64_t entry = 0;
+      const bool armed = pagemap >= 0 && read_pagemap(pagemap, page, 1, &entry) && (entry & kPagemapUffdWp);
+      uffd.unregister(page, kPageSize);
+      cleared = armed && read_pagemap(pagemap, page, 1, &entry) && !(entry & kPagemapUffdWp);
+    } catch (...) {
+      cleared = false;
+    }
+    if (pagemap >= 0) close(pagemap);
+    munmap(page, kPageSize);
+    return cleared;
+  }();
+  return clears;
+}
 
 const UffdFeatures& uffd_features() {
   static const UffdFeatures probed = [] {

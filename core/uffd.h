@@ -16,6 +16,12 @@ struct UffdFeatures {
 };
 const UffdFeatures& uffd_features();  // cached after the first call
 
+// True when UFFDIO_UNREGISTER of a write-protect range also clears its pages' protection (Linux 6.0+,
+// "mm/uffd: reset write protection when unregister with wp-mode"), so that one walk of the page
+// tables releases a region instead of an un-protect walk and then an unregister walk. Probed once on
+// one page (pagemap's uffd-wp bit after unregistering); false when the probe cannot tell.
+bool unregister_clears_wp() noexcept;
+
 // True when ioctl(PAGEMAP_SCAN) exists on /proc/self/pagemap (Linux 6.7+), with a reason otherwise.
 bool pagemap_scan_available(std::string* reason);
 

@@ -57,6 +57,10 @@ class UffdWpStrategy : public Strategy {
     const size_t ring_pages = size_t(ctx.params.get_int("ring_pages"));
     const FaultWait wait = by_name(kFaultWaitNames, ctx.params.get_string("fault_wait"));
     const FaultSched sched = by_name(kFaultSchedNames, ctx.params.get_string("fault_sched"));
+    const Release release_mode = by_name(kReleaseNames, ctx.params.get_string("release"));
+    if (release_mode == Release::kLazy && ctx.params.get_bool("release_thread"))
+      throw UsageError("--set uffd-wp.release_thread=true needs uffd-wp.release=chunk: lazy release has no "
+                       "per-chunk un-protect to hand to a thread");
 
     const UffdFeatures& offered = uffd_features();
     const bool wp_unpopulated = ctx.params.get_bool("wp_unpopulated") && offered.has(UFFD_FEATURE_WP_UNPOPULATED);
@@ -70,6 +74,7 @@ class UffdWpStrategy : public Strategy {
     }
     ctx.metrics.note("wp_unpopulated", wp_unpopulated ? "1" : "0");
     ctx.metrics.note("fault_wait", ctx.params.get_string("fault_wait"));
+    ctx.metrics.note("release", name_of(kReleaseNames, release_mode));
 
     // Everything that can be prepared while the writers run is, to keep the pause short.
     ClaimBitmap claims(pages);
@@ -84,6 +89,11 @@ class UffdWpStrategy : public Strategy {
     // and what lets the saver release a chunk with one ioctl (see save_chunk).
     auto released = std::make_unique<ClaimBitmap>(pages);
     ctx.metrics.extra_rss_bytes += released->bytes();
+    std::unique_ptr<LazyHandoff> lazy;
+    if (release_mode == Release::kLazy) {
+      lazy = std::make_unique<LazyHandoff>(pages);
+      ctx.metrics.extra_rss_bytes += lazy->bytes();
+    }
 
     // Declaration order is the clean-up order reversed: the fault thread stops first, then the
     // whole range is released (waking any blocked writer) and unregistered, the SIGBUS handler
@@ -92,13 +102,14 @@ class UffdWpStrategy : public Strategy {
     Uffd uffd(features, /*nonblocking=*/wait != FaultWait::kRead);
     if (!wp_unpopulated) prefault_by_reading(region);
     std::unique_ptr<SigbusFaultPath> sigbus_path;
-    if (sigbus) sigbus_path = std::make_unique<SigbusFaultPath>(uffd.fd(), region, claims, *released, ring);
+    if (sigbus) sigbus_path = std::make_unique<SigbusFaultPath>(uffd.fd(), region, claims, *released, ring, lazy.get());
     WpRegistration registration(uffd, region);
     std::unique_ptr<StopSentinel> sentinel;
     if (wait == FaultWait::kRead) sentinel = std::make_unique<StopSentinel>(uffd);
     std::unique_ptr<FaultHandler> handler;
     if (wait != FaultWait::kSaver && !sigbus) {
-      handler = std::make_unique<FaultHandler>(uffd, region, claims, *released, ring, wait, sentinel.get(), sched);
+      handler = std::make_unique<FaultHandler>(uffd, region, claims, *released, ring, wait, sentinel.get(), sched,
+                                               lazy.get());
       ctx.metrics.note("fault_sched", handler->sched_name());
     } else {
       ctx.metrics.note("fault_sched", "none");
@@ -106,7 +117,7 @@ class UffdWpStrategy : public Strategy {
     std::unique_ptr<SaverFaultService> saver_service;
     // (With sigbus no fault is ever queued on the fd: there is nothing for the saver to serve.)
     if ((ctx.params.get_bool("saver_serves_faults") && wait != FaultWait::kRead && !sigbus) || wait == FaultWait::kSaver) {
-      saver_service = std::make_unique<SaverFaultService>(uffd, region, claims, *released);
+      saver_service = std::make_unique<SaverFaultService>(uffd, region, claims, *released, lazy.get());
       ctx.metrics.extra_rss_bytes += saver_service->bytes();
     }
 
@@ -147,7 +158,7 @@ class UffdWpStrategy : public Strategy {
       aside_pages += ring.drain(save_aside);
       const size_t last = std::min(pages, size_t((base_page + first) / chunk_pages + 1) * chunk_pages - size_t(base_page));
       saver_pages += save_chunk(region, uffd, releaser.get(), claims, staging_mode, staging ? staging->data() : nullptr,
-                                chunk_won, first, last, writer, unprotect_ns, released.get());
+                                chunk_won, first, last, writer, unprotect_ns, released.get(), lazy.get());
       first = last;
     }
     // Every page is claimed now; wait for the pages the fault thread (or the writers' handlers) took
@@ -171,8 +182,10 @@ class UffdWpStrategy : public Strategy {
       handler->stop();
       handler->rethrow_if_failed();
     }
+    // Lazy release: what no writer touched is still protected, and goes in one call over the whole
+    // region (one TLB flush instead of one per chunk).
     const uint64_t t_release = now_ns();
-    registration.release(/*all_released=*/true);
+    registration.release(/*all_released=*/release_mode == Release::kChunk);
     ctx.metrics.note("release_s", std::to_string(ns_to_s(now_ns() - t_release)));
     writer.finish();
 
@@ -184,6 +197,10 @@ class UffdWpStrategy : public Strategy {
     ctx.metrics.note("ring_full_waits", std::to_string(handler ? handler->ring_full_waits() : in_thread.ring_full_waits));
     ctx.metrics.note("saver_faults", std::to_string(saver_faults));
     ctx.metrics.note("unprotect_s", std::to_string(ns_to_s(unprotect_ns)));
+    if (lazy) {
+      ctx.metrics.note("lazy_saver_unprotects", std::to_string(lazy->saver_unprotects()));
+      ctx.metrics.note("lazy_fault_unprotects", std::to_string(lazy->fault_unprotects()));
+    }
     // The ring's memory is what it grew to, not its budget.
     ctx.metrics.extra_rss_bytes += ring.bytes() - ring_bytes_at_start;
     ctx.metrics.note("ring_high_water", std::to_string(ring.high_water()));
@@ -243,6 +260,12 @@ const StrategyEntry& uffd_wp_strategy() {
            "with release_thread: chunks that may wait for the thread before the saver un-protects one "
            "itself; a writer faulting on a saved chunk waits behind them (a large queue lets the saver run "
            "ahead: a shorter snapshot under writes, paid for in writer stalls)"},
+          {"release", ParamSpec::Type::kString, "chunk", 0, 0,
+           "when a saved page is un-protected: chunk (right after its chunk is copied: one ioctl and TLB flush "
+           "per chunk, later writes to it are free) or lazy (saved pages stay protected; a write to one costs a "
+           "bare un-protect of that page, no copy; what no writer touched is un-protected in one call at the "
+           "end). Lazy pays for un-protecting only where writes land (results/variants/uffd-wp-release)",
+           names_of(kReleaseNames)},
           {"saver_yield", ParamSpec::Type::kBool, "true", 0, 0,
            "the saver yields its core between chunks, so a woken writer never waits for a time slice"},
           {"fault_sched", ParamSpec::Type::kString, "auto", 0, 0,

@@ -145,7 +145,6 @@ inline snap::RunSpec verified_spec(const std::string& strategy) {
   return s;
 }
 
-constexpr uint64_t kPagemapUffdWp = uint64_t(1) << 57;  // pte is uffd write-protected
 
 // The /proc/self/pagemap entries of [base, base + pages); throws if the file cannot be read.
 inline std::vector<uint64_t> pagemap_entries(const void* base, size_t pages) {
@@ -189,7 +188,7 @@ inline bool read_fault_maps_zero_page() {
 // Pages of [base, base + pages) still write-protected by userfaultfd.
 inline size_t pages_still_write_protected(const void* base, size_t pages) {
   size_t n = 0;
-  for (uint64_t e : pagemap_entries(base, pages)) n += (e & kPagemapUffdWp) != 0;
+  for (uint64_t e : pagemap_entries(base, pages)) n += (e & snap::kPagemapUffdWp) != 0;
   return n;
 }
 

@@ -61,6 +61,13 @@ enum class Staging { kImage, kSeparate, kNone };
 constexpr Named<Staging> kStagingNames[] = {
     {"image", Staging::kImage}, {"separate", Staging::kSeparate}, {"none", Staging::kNone}};
 
+// When a page the saver saved is un-protected (see release.h): `chunk` right after its chunk's copy
+// (a later write to it costs nothing, every chunk costs an ioctl and a TLB flush), `lazy` only when a
+// writer faults on it (that write costs a bare un-protect, no copy), the rest in one call at the end.
+enum class Release { kChunk, kLazy };
+
+constexpr Named<Release> kReleaseNames[] = {{"chunk", Release::kChunk}, {"lazy", Release::kLazy}};
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

@@ -61,15 +61,25 @@ class StopSentinel {
   bool registered_ = false;
 };
 
+// Lazy release, a write fault on a page someone else claimed: un-protects it (waking its writer) when
+// the saver has saved it and nobody released it yet; otherwise whoever holds it un-protects it.
+inline void release_saved(LazyHandoff* lazy, Uffd& uffd, ClaimBitmap& released, const Region& region, size_t page) {
+  if (released.test(page) || !lazy->fault_wants(page)) return;
+  uffd.writeprotect(region.page(page), kPageSize, false, true);
+  released.mark_range(page, 1);
+  lazy->count_fault_unprotect();
+}
+
 // The dedicated fault thread: reads write-fault messages, claims the page, copies it aside into
 // the ring, un-protects it (which wakes the writer). Pages the saver already claimed are left to
 // the saver, whose un-protect wakes the writer.
 class FaultHandler {
  public:
-  // `released` gets the bit of every page this thread un-protects.
+  // `released` gets the bit of every page this thread un-protects; `lazy` (release=lazy) says which
+  // pages the saver saved and left protected.
   FaultHandler(Uffd& uffd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released, CopyAsideRing& ring,
-               FaultWait wait, StopSentinel* sentinel, FaultSched policy)
-      : uffd_(uffd), region_(region), claims_(claims), released_(released), ring_(ring), wait_(wait),
+               FaultWait wait, StopSentinel* sentinel, FaultSched policy, LazyHandoff* lazy = nullptr)
+      : uffd_(uffd), region_(region), claims_(claims), released_(released), ring_(ring), lazy_(lazy), wait_(wait),
         sentinel_(sentinel) {
     if (wait_ == FaultWait::kPoll) {
       stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -213,8 +223,12 @@ class FaultHandler {
       messages_.fetch_add(1, std::memory_order_relaxed);
       const uint64_t page = (addr - base) / kPageSize;
       // Already claimed: either the saver has it in the chunk it is saving (its un-protect wakes
-      // the writer) or this thread saved it for an earlier message (that un-protect woke it).
-      if (!claims_.claim(page)) continue;
+      // the writer) or this thread saved it for an earlier message (that un-protect woke it). With
+      // lazy release the saver leaves what it saved protected: un-protect it, no copy needed.
+      if (!claims_.claim(page)) {
+        if (lazy_) release_saved(lazy_, uffd_, released_, region_, page);
+        continue;
+      }
       uint64_t ticket = 0;
       uint8_t* slot = ring_.reserve(ticket);
       if (slot == nullptr) {
@@ -239,6 +253,7 @@ class FaultHandler {
   ClaimBitmap& claims_;
   ClaimBitmap& released_;
   CopyAsideRing& ring_;
+  LazyHandoff* const lazy_;
   const FaultWait wait_;
   StopSentinel* sentinel_;
   int stop_fd_ = -1;
@@ -261,8 +276,9 @@ class FaultHandler {
 class SaverFaultService {
  public:
   static constexpr size_t kBatch = 32;
-  SaverFaultService(Uffd& uffd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released)
-      : uffd_(uffd), region_(region), claims_(claims), released_(released), pages_(kBatch * kPageSize) {}
+  SaverFaultService(Uffd& uffd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released,
+                    LazyHandoff* lazy = nullptr)
+      : uffd_(uffd), region_(region), claims_(claims), released_(released), lazy_(lazy), pages_(kBatch * kPageSize) {}
 
   // Serves the messages waiting now: claims, copies aside, un-protects, then saves. Returns the
   // number of pages saved.
@@ -283,7 +299,10 @@ class SaverFaultService {
       if (addr < base || addr >= end) continue;
       ++messages_;
       const uint64_t page = (addr - base) / kPageSize;
-      if (!claims_.claim(page)) continue;
+      if (!claims_.claim(page)) {
+        if (lazy_) release_saved(lazy_, uffd_, released_, region_, page);
+        continue;
+      }
       std::memcpy(pages_.data() + n * kPageSize, region_.page(page), kPageSize);
       taken[n++] = page;
     }
@@ -302,6 +321,7 @@ class SaverFaultService {
   const Region& region_;
   ClaimBitmap& claims_;
   ClaimBitmap& released_;
+  LazyHandoff* const lazy_;
   PrefaultedBuffer pages_;
   uint64_t messages_ = 0;
 };

@@ -63,11 +63,64 @@ class ClaimBitmap {
   bool test(size_t page) const {
     return (bits_[page / 64].load(std::memory_order_acquire) >> (page % 64)) & 1;
   }
+  uint64_t word(size_t w) const { return bits_[w].load(std::memory_order_acquire); }
   size_t bytes() const { return words_ * sizeof(uint64_t); }
 
  private:
   size_t words_;
   std::unique_ptr<std::atomic<uint64_t>[]> bits_;
+};
+
+// Lazy release's hand-off between the saver and the fault paths (release=lazy). The saver leaves the
+// pages it saved write-protected, so a writer that later faults on one needs only an un-protect, and
+// the saver pays no ioctl per chunk. `saved` has the bit of every page the saver has copied; `wanted`
+// of every page a writer faulted on while the saver had it claimed. Each side sets its own bit, then,
+// after a full fence, reads the other's (the store-buffering pattern): for every page at least one of
+// the saver (which just saved it) and the fault path (which wants it) sees both bits and un-protects
+// it, so a writer is never left blocked; sometimes both do, which is harmless (un-protecting a
+// writable page changes nothing). Lock-free atomics only: the SIGBUS handler uses it.
+class LazyHandoff {
+ public:
+  explicit LazyHandoff(size_t pages) : saved_(pages), wanted_(pages) {}
+  // Fault path, for a page the saver claimed: true when the saver has saved it already, so the caller
+  // un-protects it now; false when the saver will, right after copying it.
+  bool fault_wants(size_t page) {
+    wanted_.mark_range(page, 1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return saved_.test(page);
+  }
+  // Saver, after copying [first, first + count).
+  void mark_saved(size_t first, size_t count) { saved_.mark_range(first, count); }
+  // Saver, after mark_saved: calls fn(page, count) for each run of wanted pages in [first, last).
+  template <typename Fn>
+  void for_each_wanted_run(size_t first, size_t last, Fn&& fn) const {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    for (size_t p = first; p < last;) {
+      if (wanted_.word(p / 64) == 0) {
+        p = (p / 64 + 1) * 64;
+        continue;
+      }
+      if (!wanted_.test(p)) {
+        ++p;
+        continue;
+      }
+      size_t end = p + 1;
+      while (end < last && wanted_.test(end)) ++end;
+      fn(p, end - p);
+      p = end;
+    }
+  }
+  size_t bytes() const { return saved_.bytes() + wanted_.bytes(); }
+  // Un-protects made on demand: pages the saver released for a waiting writer, and calls a fault path
+  // made for a page the saver had saved.
+  void count_saver_unprotects(uint64_t pages) { saver_unprotects_.fetch_add(pages, std::memory_order_relaxed); }
+  void count_fault_unprotect() { fault_unprotects_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t saver_unprotects() const { return saver_unprotects_.load(std::memory_order_relaxed); }
+  uint64_t fault_unprotects() const { return fault_unprotects_.load(std::memory_order_relaxed); }
+
+ private:
+  ClaimBitmap saved_, wanted_;
+  std::atomic<uint64_t> saver_unprotects_{0}, fault_unprotects_{0};
 };
 
 // Address space reserved for `bytes` (MAP_NORESERVE) whose first `populated` bytes are touched now;

@@ -8,7 +8,7 @@ namespace snap::uffd_wp {
 
 size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, ClaimBitmap& claims, Staging mode,
                   uint8_t* staging, std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
-                  uint64_t& unprotect_ns, ClaimBitmap* released) {
+                  uint64_t& unprotect_ns, ClaimBitmap* released, LazyHandoff* lazy) {
   if (mode == Staging::kImage) writer.reserve(last - first);  // before any page is claimed
   // Claim word by word (one atomic per 64 pages); remember the won bits relative to `first`.
   std::fill(won.begin(), won.end(), 0);
@@ -60,6 +60,16 @@ size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, Cla
       for_each_run(release);
     }
   };
+  // Lazy release: the copied runs are marked saved and stay protected, except the pages a writer is
+  // already waiting on (they wanted them while this chunk was claimed), which only the saver can free.
+  auto settle_lazily = [&](size_t rel, size_t count) {
+    lazy->mark_saved(first + rel, count);
+    lazy->for_each_wanted_run(first + rel, first + rel + count, [&](size_t page, size_t pages) {
+      release(page - first, pages);
+      lazy->count_saver_unprotects(pages);
+    });
+  };
+  auto release_all_won = [&] { lazy ? for_each_run(settle_lazily) : release_won(); };
   size_t saved = 0;
   switch (mode) {
     case Staging::kImage:
@@ -67,13 +77,13 @@ size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, Cla
         writer.save_pages(first + rel, region.page(first + rel), count);
         saved += count;
       });
-      release_won();
+      release_all_won();
       break;
     case Staging::kSeparate:
       for_each_run([&](size_t rel, size_t count) {
         std::memcpy(staging + rel * kPageSize, region.page(first + rel), count * kPageSize);
       });
-      release_won();
+      release_all_won();
       for_each_run([&](size_t rel, size_t count) {
         writer.save_pages(first + rel, staging + rel * kPageSize, count);
         saved += count;
@@ -82,7 +92,7 @@ size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, Cla
     case Staging::kNone:
       for_each_run([&](size_t rel, size_t count) {
         writer.save_pages(first + rel, region.page(first + rel), count);
-        release(rel, count);
+        lazy ? settle_lazily(rel, count) : release(rel, count);
         saved += count;
       });
       break;

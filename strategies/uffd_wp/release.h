@@ -120,7 +120,8 @@ class ChunkReleaser {
 // protection of the whole range, waking any blocked writer, and unregisters.
 class WpRegistration {
  public:
-  WpRegistration(Uffd& uffd, Region& region) : uffd_(uffd), region_(region) {
+  WpRegistration(Uffd& uffd, Region& region)
+      : uffd_(uffd), region_(region), unregister_releases_(unregister_clears_wp()) {
     uffd_.register_wp(region_.base(), region_.bytes());
     registered_ = true;
   }
@@ -133,11 +134,13 @@ class WpRegistration {
   // Idempotent; never throws (a failure here cannot be repaired, and closing the fd clears the
   // registration anyway). `all_released` says the saver and the fault thread un-protected every
   // page already (the normal end): the whole-range un-protect, a walk of every PTE as long as the
-  // arming one, is then skipped. Any other exit un-protects everything before unregistering.
+  // arming one, is then skipped. Any other exit un-protects everything before unregistering, unless
+  // this kernel's unregister does that itself (unregister_clears_wp: one walk instead of two; it
+  // wakes every blocked writer too).
   void release(bool all_released = false) noexcept {
     if (!registered_) return;
     registered_ = false;
-    if (!all_released) {
+    if (!all_released && !unregister_releases_) {
       try {
         uffd_.writeprotect(region_.base(), region_.bytes(), false, true);
       } catch (...) {
@@ -152,6 +155,7 @@ class WpRegistration {
  private:
   Uffd& uffd_;
   Region& region_;
+  const bool unregister_releases_;
   bool registered_ = false;
 };
 
@@ -164,8 +168,10 @@ class WpRegistration {
 // number of pages this call saved. `released` (optional) has the bits of the pages already
 // un-protected, and gets those of each run once it is: a sigbus handler waits on them for a page the
 // saver claimed, and the saver releases a chunk in one ioctl when its other pages are all released.
+// With `lazy` (release=lazy) the saved pages stay protected: the saver marks them saved in it and
+// un-protects only those a writer is already waiting on (see LazyHandoff).
 size_t save_chunk(const Region& region, Uffd& uffd, ChunkReleaser* releaser, ClaimBitmap& claims, Staging mode,
                   uint8_t* staging, std::vector<uint64_t>& won, size_t first, size_t last, ImageWriter& writer,
-                  uint64_t& unprotect_ns, ClaimBitmap* released = nullptr);
+                  uint64_t& unprotect_ns, ClaimBitmap* released = nullptr, LazyHandoff* lazy = nullptr);
 
 }  // namespace snap::uffd_wp

@@ -32,6 +32,7 @@ struct State {
   ClaimBitmap* claims = nullptr;
   ClaimBitmap* released = nullptr;
   CopyAsideRing* ring = nullptr;
+  LazyHandoff* lazy = nullptr;  // release=lazy only
 };
 State g_state;
 std::atomic<bool> g_claimed{false};    // a SigbusFaultPath exists
@@ -49,6 +50,26 @@ static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs 
 
 void add(std::atomic<uint64_t>& counter, uint64_t v) { counter.fetch_add(v, std::memory_order_relaxed); }
 
+// Un-protects one page (mode 0: there is nobody blocked to wake) and marks it released; false (the
+// errno kept for the saver to report) when the ioctl fails: the store then faults again and waits
+// on `released` until the clean-up un-protects the region.
+bool unprotect_page(const State& s, uintptr_t page_addr, size_t page) {
+  uffdio_writeprotect wp{};
+  wp.range.start = page_addr;
+  wp.range.len = kPageSize;
+  wp.mode = 0;
+  while (ioctl(s.fd, UFFDIO_WRITEPROTECT, &wp) != 0) {
+    if (errno == EAGAIN || errno == EINTR) continue;
+    if (!g_ending.load(std::memory_order_acquire)) {
+      int none = 0;
+      g_error.compare_exchange_strong(none, errno);
+    }
+    return false;
+  }
+  s.released->mark_range(page, 1);
+  return true;
+}
+
 // The page is protected and the writer is stopped on it: save it (or wait for whoever is saving it),
 // then return so the store retries. Only atomics, memcpy, clock_gettime, sched_yield and ioctl.
 void serve(uintptr_t addr) {
@@ -57,6 +78,13 @@ void serve(uintptr_t addr) {
   const size_t page = (page_addr - s.begin) / kPageSize;
   add(g_faults, 1);
   if (!s.claims->claim(page)) {
+    // Lazy release: a page the saver saved and left protected needs only its un-protect, no copy.
+    if (s.lazy && !s.released->test(page) && s.lazy->fault_wants(page)) {
+      const uint64_t t0 = now_ns();
+      if (unprotect_page(s, page_addr, page)) s.lazy->count_fault_unprotect();
+      add(g_unprotect_ns, now_ns() - t0);
+      return;
+    }
     // The saver has it in the chunk it is copying (or another writer is saving it): the store may
     // only go ahead once the page is un-protected, which `released` says.
     add(g_claimed_waits, 1);
@@ -81,21 +109,7 @@ void serve(uintptr_t addr) {
   std::memcpy(slot, reinterpret_cast<const void*>(page_addr), kPageSize);
   s.ring->publish(ticket, page);
   const uint64_t t_unprotect = now_ns();
-  uffdio_writeprotect wp{};
-  wp.range.start = page_addr;
-  wp.range.len = kPageSize;
-  wp.mode = 0;  // un-protect (there is nobody blocked to wake)
-  while (ioctl(s.fd, UFFDIO_WRITEPROTECT, &wp) != 0) {
-    if (errno == EAGAIN || errno == EINTR) continue;
-    // The store will fault again and wait on `released` until the saver reports this and the
-    // clean-up un-protects the region.
-    if (!g_ending.load(std::memory_order_acquire)) {
-      int none = 0;
-      g_error.compare_exchange_strong(none, errno);
-    }
-    return;
-  }
-  s.released->mark_range(page, 1);
+  if (!unprotect_page(s, page_addr, page)) return;
   add(g_copies, 1);
   add(g_copy_ns, t_unprotect - t_copy);
   add(g_unprotect_ns, now_ns() - t_unprotect);
@@ -159,7 +173,7 @@ std::string sigbus_unsupported_reason() {
 }
 
 SigbusFaultPath::SigbusFaultPath(int uffd_fd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released,
-                                 CopyAsideRing& ring) {
+                                 CopyAsideRing& ring, LazyHandoff* lazy) {
   bool expected = false;
   if (!g_claimed.compare_exchange_strong(expected, true))
     throw std::runtime_error("uffd-wp fault_wait=sigbus: another snapshot's SIGBUS handler is installed in this process");
@@ -169,6 +183,7 @@ SigbusFaultPath::SigbusFaultPath(int uffd_fd, const Region& region, ClaimBitmap&
   g_state.claims = &claims;
   g_state.released = &released;
   g_state.ring = &ring;
+  g_state.lazy = lazy;
   g_error.store(0);
   g_ending.store(false);
   for (auto* c : {&g_faults, &g_copies, &g_claimed_waits, &g_ring_full_waits, &g_handler_ns, &g_copy_ns,

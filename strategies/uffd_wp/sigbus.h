@@ -18,7 +18,7 @@ struct SigbusCounters {
   uint64_t ring_full_waits = 0;  // faults that found the copy-aside ring full and waited for the saver
   uint64_t handler_ns = 0;       // time inside the handler, from its entry to its return
   uint64_t copy_ns = 0;          // of which the page's memcpy into the ring
-  uint64_t unprotect_ns = 0;     // of which the one-page UFFDIO_WRITEPROTECT (mode 0)
+  uint64_t unprotect_ns = 0;     // of which the one-page UFFDIO_WRITEPROTECT (mode 0), with or without a copy
   uint64_t wait_ns = 0;          // of which waiting (for a claimed chunk's release or a ring slot)
 };
 
@@ -26,12 +26,14 @@ struct SigbusCounters {
 // destroyed. One at a time per process (signal dispositions are per process): a second one throws.
 // The handler claims the faulting page in `claims` (exactly one of saver and handler saves a page),
 // copies it into `ring`, un-protects it with a raw ioctl on `uffd_fd`, marks it in `released` and
-// returns, so the store retries. A page the saver claimed is waited for until `released` has it.
+// returns, so the store retries. A page the saver claimed is waited for until `released` has it;
+// with `lazy` (release=lazy) one the saver already saved is only un-protected.
 // A SIGBUS that is not a write to the region (a real bus error, or one sent with kill) goes to the
 // previous disposition, which by default kills the process as it would have without the snapshot.
 class SigbusFaultPath {
  public:
-  SigbusFaultPath(int uffd_fd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released, CopyAsideRing& ring);
+  SigbusFaultPath(int uffd_fd, const Region& region, ClaimBitmap& claims, ClaimBitmap& released, CopyAsideRing& ring,
+                  LazyHandoff* lazy = nullptr);
   // Lets every handler still running or waiting return (the caller has already released the
   // region's protection), waits until no thread of the process has a SIGBUS pending for it, then
   // restores the previous disposition. Never throws.
