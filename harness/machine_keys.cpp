@@ -29,6 +29,8 @@ const std::vector<ProfileKey>& machine_profile_keys() {
       {"unprotect_1_us_per_page", "us/page", K::kMeasure, "UFFDIO_WRITEPROTECT release, 1 page per call"},
       {"unprotect_64_us_per_page", "us/page", K::kMeasure, "the same, 64 pages per call"},
       {"unprotect_512_us_per_page", "us/page", K::kMeasure, "the same, 512 pages per call"},
+      {"wp_arm_us_per_page", "us/page", K::kMeasure, "UFFDIO_WRITEPROTECT protect of a whole populated region in one call"},
+      {"unprotect_all_us_per_page", "us/page", K::kMeasure, "UFFDIO_WRITEPROTECT release of that whole region in one call"},
       {"mprotect_first_write_us", "us", K::kMeasure, "first write to a PROT_READ page: SIGSEGV, handler mprotects it writable"},
       {"async_wp_first_write_us", "us", K::kMeasure, "first write to a WP_ASYNC-protected page (the kernel resolves it)"},
       {"pagemap_scan_ms_per_gib", "ms/GiB", K::kMeasure, "PAGEMAP_SCAN + PM_SCAN_WP_MATCHING over a protected, unwritten region"},

@@ -208,6 +208,19 @@ void unprotect_cost(json& j, const Sizes& s) {
     }
     j["unprotect_" + std::to_string(chunk) + "_us_per_page"] = median(per_page);
   }
+  // The whole region in one call each way: what uffd-wp's freeze (arm) and a lazy release's end
+  // cost per page, with one TLB flush per call.
+  std::vector<double> arm, all;
+  for (int r = 0; r < s.reps; ++r) {
+    uint64_t t0 = now_ns();
+    uffd.writeprotect(m.data(), m.size(), true);
+    arm.push_back(us(now_ns() - t0) / double(s.unprotect_pages));
+    t0 = now_ns();
+    uffd.writeprotect(m.data(), m.size(), false);
+    all.push_back(us(now_ns() - t0) / double(s.unprotect_pages));
+  }
+  j["wp_arm_us_per_page"] = median(arm);
+  j["unprotect_all_us_per_page"] = median(all);
 }
 
 void mprotect_first_write(json& j, const Sizes& s) {
@@ -379,7 +392,8 @@ json measure_machine_profile(const ProfileOptions& opts) {
       {{"first_touch_us_per_page"}, [&](json& o) { first_touch(o, s); }},
       {{"wp_fault_thread_p50_us", "wp_fault_thread_p99_us"}, [&](json& o) { wp_fault_thread(o, s); }},
       {{"wp_fault_sigbus_p50_us", "wp_fault_sigbus_p99_us"}, [&](json& o) { wp_fault_sigbus(o, s); }},
-      {{"unprotect_1_us_per_page", "unprotect_64_us_per_page", "unprotect_512_us_per_page"},
+      {{"unprotect_1_us_per_page", "unprotect_64_us_per_page", "unprotect_512_us_per_page", "wp_arm_us_per_page",
+        "unprotect_all_us_per_page"},
        [&](json& o) { unprotect_cost(o, s); }},
       {{"mprotect_first_write_us"}, [&](json& o) { mprotect_first_write(o, s); }},
       {{"async_wp_first_write_us"}, [&](json& o) { async_wp_first_write(o, s); }},

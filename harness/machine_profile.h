@@ -10,7 +10,7 @@
 namespace snap {
 
 // Bumped when a key is renamed, removed or changes meaning (adding a key keeps it).
-inline constexpr int kMachineProfileSchema = 1;
+inline constexpr int kMachineProfileSchema = 2;  // 2: wp_arm_us_per_page, unprotect_all_us_per_page
 
 // A documented key of the profile. kMeasure keys hold a number, or a string "unsupported: WHY"
 // (the kernel or machine lacks the primitive), "failed: WHY" (measuring it failed) or
