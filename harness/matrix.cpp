@@ -124,6 +124,9 @@ Matrix parse_matrix(const std::string& text, const std::string& origin, uint64_t
   if (axes_table) {
     for (const auto& [k, v] : *axes_table) {
       std::string where = origin + ": axes." + std::string(k.str());
+      // The axis would win and the fixed value be ignored without a word.
+      if (fixed && fixed->contains(k.str()))
+        throw UsageError(where + ": also set in [fixed]; a key belongs in one of [fixed] and [axes]");
       std::vector<std::string> values;
       if (auto* arr = v.as_array()) {
         for (const auto& e : *arr) values.push_back(scalar_text(e, where));
