@@ -242,6 +242,8 @@ Resolved resolve(const RunSpec& spec) {
   r.workload_params = values_for(r.workload->name, r.workload->params);
   if (std::string w = r.workload_params.describe(); !w.empty()) res.params += (res.params.empty() ? "" : ";") + w;
   check_spec_fields(spec);  // the bounds of every flag, for specs built in code too
+  if (spec.fsync && spec.sink.rfind("file:", 0) != 0)
+    throw UsageError("--fsync: only the file sink syncs (this run's sink is " + spec.sink + ")");
   res.rate_target_pages_s = parse_rate_pages(spec.rate, "--rate");
   res.bandwidth_bytes_s = parse_bandwidth(spec.bandwidth, "--bandwidth");
   if (!spec.image_path.empty()) {

@@ -133,6 +133,10 @@ const std::vector<SpecField>& spec_fields() {
            [](S& s, W v, W where) {
              s.mem_bytes = parse_size(v, where);
              if (s.mem_bytes == 0) throw UsageError(where + ": the region must be at least one page");
+             // Rounding up would run (and record) another size than the one asked for.
+             if (s.mem_bytes % kPageSize != 0)
+               throw UsageError(where + ": " + v + " is not a whole number of " + std::to_string(kPageSize) +
+                                "-byte pages (e.g. " + std::to_string((s.mem_bytes / kPageSize + 1) * kPageSize) + ")");
            },
        .show =
            [](const S& s) {
