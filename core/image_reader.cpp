@@ -11,6 +11,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "core/error.h"
@@ -49,7 +50,7 @@ ParsedHeader parse_header(const std::vector<uint8_t>& bytes) {
   ParsedHeader ph;
   const uint32_t version = load_u32(p + 8);
   if (version != kImageVersion)
-    throw ImageError("unsupported image version " + std::to_string(version) + " (this build reads version " +
+    throw ImageError("unsupported image version " + std::to_string(version) + " at byte 8 (this build reads version " +
                      std::to_string(kImageVersion) + ")");
   ph.header.page_size = load_u32(p + 12);
   if (ph.header.page_size != kPageSize)
@@ -278,12 +279,79 @@ std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes
   return read_bounded(path, effective_limit(max_bytes), [](const std::vector<uint8_t>&) {});
 }
 
+namespace {
+
+// Checks an image as its bytes arrive, so an input that is wrong (or never ends: a FIFO, a device) is
+// refused after a bounded read: the header as soon as its bytes are in (version 0 at byte 12), each
+// record's index, flags and reserved field, nothing after the trailer, and no more records than any
+// strategy writes (kMaxRecordsPerPage per region page: precopy re-sends a page at most max_passes <=
+// 1000 times), so what is buffered is bounded by the header's region, not by the input.
+class StreamCheck {
+ public:
+  void operator()(const std::vector<uint8_t>& bytes) {
+    const size_t n = bytes.size();
+    if (!header_) {
+      if (n >= 8 && std::memcmp(bytes.data(), kHeaderMagic, 8) != 0)
+        throw ImageError("bad magic: not a snapbench image (expected \"SNAPIMG1\" at byte 0)");
+      if (n < kHeaderFixedBytes && n < 12) return;
+      if (n < kHeaderFixedBytes) {
+        // Enough for the version, the first thing that can be wrong after the magic.
+        std::vector<uint8_t> padded(bytes);
+        padded.resize(kHeaderFixedBytes, 0);
+        const uint32_t version = load_u32(padded.data() + 8);
+        if (version != kImageVersion)
+          throw ImageError("unsupported image version " + std::to_string(version) +
+                           " at byte 8 (this build reads version " + std::to_string(kImageVersion) + ")");
+        return;
+      }
+      if (n < kHeaderFixedBytes + load_u16(bytes.data() + 28)) return;  // the strategy name is still to come
+      header_ = parse_header(bytes);
+      pos_ = header_->records_start;
+      const uint64_t pages = std::max<uint64_t>(header_->header.region_pages, 1);
+      max_records_ = pages > UINT64_MAX / kMaxRecordsPerPage ? UINT64_MAX : pages * kMaxRecordsPerPage;
+    }
+    while (!trailer_ && pos_ <= n && n - pos_ >= 8) {
+      if (std::memcmp(bytes.data() + pos_, kTrailerMagic, 8) == 0) {
+        trailer_ = true;
+        break;
+      }
+      if (n - pos_ < kRecordHeaderBytes) return;
+      const uint64_t index = load_u64(bytes.data() + pos_);
+      const uint32_t flags = load_u32(bytes.data() + pos_ + 8);
+      const std::string where = "record " + std::to_string(records_) + " at byte " + std::to_string(pos_);
+      if (index >= header_->header.region_pages)
+        throw ImageError(where + ": page index " + std::to_string(index) + " out of range (region has " +
+                         std::to_string(header_->header.region_pages) + " pages)");
+      if (flags & ~kRecordZero) throw ImageError(where + ": unknown flags " + hex(flags));
+      if (load_u32(bytes.data() + pos_ + 12) != 0) throw ImageError(where + ": reserved field is not zero");
+      if (++records_ > max_records_)
+        throw ImageError(where + ": more than " + std::to_string(kMaxRecordsPerPage) +
+                         " records per page of the region (" + std::to_string(header_->header.region_pages) +
+                         " pages): not an image any strategy writes; stopped reading");
+      pos_ += kRecordHeaderBytes + ((flags & kRecordZero) ? 0 : kPageSize);
+      if (pos_ > n) return;  // the page's data is still to come
+    }
+    // A little garbage is left to the whole-image check, which counts it; an endless tail stops here.
+    if (trailer_ && n > pos_ + kTrailerBytes + kMaxTrailingBytes)
+      throw ImageError("trailing garbage: more than " + std::to_string(kMaxTrailingBytes) +
+                       " bytes after the trailer, which ends at byte " + std::to_string(pos_ + kTrailerBytes) +
+                       "; stopped reading");
+  }
+
+ private:
+  static constexpr uint64_t kMaxRecordsPerPage = 1024;
+  static constexpr size_t kMaxTrailingBytes = 1 << 16;
+  std::optional<ParsedHeader> header_;
+  size_t pos_ = 0;
+  uint64_t records_ = 0, max_records_ = 0;
+  bool trailer_ = false;
+};
+
+}  // namespace
+
 std::vector<uint8_t> read_image_file(const std::string& path, uint64_t max_bytes) {
   try {
-    return read_bounded(path, effective_limit(max_bytes), [](const std::vector<uint8_t>& prefix) {
-      if (prefix.size() >= 8 && prefix.size() <= (1 << 16) && std::memcmp(prefix.data(), kHeaderMagic, 8) != 0)
-        throw ImageError("bad magic: not a snapbench image (expected \"SNAPIMG1\" at byte 0)");
-    });
+    return read_bounded(path, effective_limit(max_bytes), StreamCheck{});
   } catch (const ImageError& e) {
     throw ImageError(path + ": " + e.what());
   }

@@ -111,7 +111,12 @@ void parse_assignment(const std::string& text, ParamAssignments& out) {
   auto dot = text.find('.');
   if (eq == std::string::npos || dot == std::string::npos || dot > eq || dot == 0 || dot + 1 == eq)
     throw UsageError("--set: '" + text + "' is not UNIT.PARAM=VALUE");
-  out[text.substr(0, dot)][text.substr(dot + 1, eq - dot - 1)] = text.substr(eq + 1);
+  // Given twice is a mistake either way (as --mem twice is): the last one winning would hide it.
+  const std::string unit = text.substr(0, dot), param = text.substr(dot + 1, eq - dot - 1);
+  if (auto u = out.find(unit); u != out.end() && u->second.count(param))
+    throw UsageError("--set " + unit + "." + param + ": given twice ('" + u->second[param] + "' and '" +
+                     text.substr(eq + 1) + "')");
+  out[unit][param] = text.substr(eq + 1);
 }
 
 }  // namespace snap

@@ -1,5 +1,6 @@
 // The `exec:COMMAND` sink: streams the image into the stdin of `/bin/sh -c COMMAND` through a pipe.
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/run_stop.h"
 #include "core/scoped.h"
 #include "core/sink.h"
 
@@ -90,22 +92,21 @@ class ExecSink final : public Sink {
     }
     write_fd_.reset(fds[1]);
     owner_ = getpid();
+    register_child_group(pid_);  // a signal handler's exit kills it too (interrupt.cpp)
+    // Our end never blocks: a command that stops reading must not hold the run past a stop request
+    // (SIGTERM, the run's time limit). The command's end (its stdin) stays blocking.
+    fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
   }
 
-  // Never leaves a zombie: close the pipe (EOF), give the command a moment, then kill its group.
+  // Never leaves a process behind: close the pipe (EOF), give the command a moment, then kill its
+  // group; and kill what is left of the group (a command's own children) even when it exited.
   ~ExecSink() override {
     write_fd_.reset();  // first: the command sees EOF while we wait for it
     if (getpid() != owner_ || reaped_) return;
-    int status;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
-    while (std::chrono::steady_clock::now() < deadline) {
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_ || (r < 0 && errno != EINTR)) return;
+    while (std::chrono::steady_clock::now() < deadline && !exited())
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    kill(-pid_, SIGKILL);
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
+    reap_group();
   }
   ExecSink(const ExecSink&) = delete;
   ExecSink& operator=(const ExecSink&) = delete;
@@ -119,6 +120,13 @@ class ExecSink final : public Sink {
       if (w < 0) {
         if (errno == EINTR) continue;
         const int err = errno;
+        if (err == EAGAIN) {
+          // The pipe is full: wait for the command to read, in slices, so a stop request ends the wait.
+          throw_if_run_stopped();
+          pollfd pfd{write_fd_.get(), POLLOUT, 0};
+          poll(&pfd, 1, 50);
+          continue;
+        }
         if (err == EPIPE) {
           block.consume_ours();
           throw SinkError("exec sink '" + command_ + "': the command stopped reading after " +
@@ -134,16 +142,20 @@ class ExecSink final : public Sink {
 
   // Closes our end of the pipe; in the process that started the command, also waits for it and
   // fails unless it exited 0. In a forked child (fork-cow) only the close happens: the parent calls
-  // finish() after reaping the child to collect the command's status.
+  // finish() after reaping the child to collect the command's status. A stop request while waiting
+  // kills the command's group.
   void finish() override {
     write_fd_.reset();
     if (getpid() != owner_ || reaped_) return;
-    int status = 0;
-    pid_t r;
-    while ((r = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+    while (!exited()) {
+      if (run_stop_requested()) {
+        reap_group();
+        throw_if_run_stopped();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    reaped_ = true;
-    if (r < 0) throw SinkError("exec sink '" + command_ + "': waitpid: " + std::strerror(errno));
+    const int status = reap_group();
+    if (status < 0) throw SinkError("exec sink '" + command_ + "': waitpid: " + std::strerror(errno));
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
       throw SinkError("exec sink '" + command_ + "' " + describe_status(status));
   }
@@ -158,6 +170,27 @@ class ExecSink final : public Sink {
   pid_t owner_ = -1;
   UniqueFd write_fd_;
   bool reaped_ = false;
+
+  // Whether /bin/sh has exited, leaving it unreaped (so its pid, the group's id, cannot be reused).
+  bool exited() const {
+    siginfo_t info{};
+    while (waitid(P_PID, id_t(pid_), &info, WEXITED | WNOHANG | WNOWAIT) < 0)
+      if (errno != EINTR) return true;  // nothing to wait for
+    return info.si_pid == pid_;
+  }
+
+  // Kills whatever is left of the command's group (the shell too, if it still runs), then reaps the
+  // shell. Returns its wait status, or -1 if waitpid failed.
+  int reap_group() {
+    kill(-pid_, SIGKILL);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+    unregister_child_group(pid_);
+    return r == pid_ ? status : -1;
+  }
 };
 
 }  // namespace

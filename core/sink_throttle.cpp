@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/run_stop.h"
 #include "core/sink.h"
 #include "core/units.h"
 
@@ -52,6 +53,7 @@ class ThrottleSink final : public Sink {
   void acquire(double n) {
     refill();
     while (tokens_ < n) {
+      throw_if_run_stopped();  // a cap of 1 B/s must not outlast the run's time limit or a SIGTERM
       const double wait_ns = std::min((n - tokens_) / rate_ * 1e9, 1e6);
       std::this_thread::sleep_for(std::chrono::nanoseconds(uint64_t(wait_ns) + 1));
       refill();

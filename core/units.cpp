@@ -75,7 +75,12 @@ double parse_rate_pages(const std::string& text, const std::string& what) {
     return v;
   }
   std::string num = s;
-  if (num.size() > 2 && num.compare(num.size() - 2, 2, "/s") == 0) num = num.substr(0, num.size() - 2);
+  if (num.size() > 2 && num.compare(num.size() - 2, 2, "/s") == 0) {
+    num = num.substr(0, num.size() - 2);
+  } else if (s != "0") {
+    // "100MiB" is a size, not a rate: taking it as per second would guess what was meant.
+    throw UsageError(what + ": '" + text + "' is not a rate: it needs /s (e.g. 100MiB/s, 20000pages/s; 0 for idle)");
+  }
   double v;
   if (!parse_size_impl(num, v) || v > 1e18) throw bad();  // 1e18 B/s: a typo, not a rate
   return v / double(kPageSize);

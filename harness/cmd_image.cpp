@@ -25,6 +25,31 @@ void require_readable(const std::string& path, const char* what) {
     throw UsageError(std::string(what) + ": cannot open '" + path + "': " + std::strerror(errno));
 }
 
+// An output that cannot be written is bad input, found before the work (exit 2, with the reason).
+void require_writable(const std::string& path, const char* what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw UsageError(std::string(what) + ": '" + path + "' is a directory");
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  if (!fs::is_directory(parent, ec))
+    throw UsageError(std::string(what) + ": cannot write '" + path + "': directory '" + parent.string() +
+                     "' does not exist");
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw UsageError(std::string(what) + ": cannot write '" + path + "': " + std::strerror(errno));
+}
+
+// Writes the raw region, removing a partial file on failure (a full disk) and saying why.
+void write_raw(const std::string& path, const std::vector<uint8_t>& bytes) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw UsageError("-o: cannot write '" + path + "': " + std::strerror(errno));
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(path.c_str());
+    throw std::runtime_error("cannot write '" + path + "': " + std::strerror(ok ? errno : err) + " (removed)");
+  }
+}
+
 std::vector<uint8_t> load_image(const std::string& path) {
   require_readable(path, "IMAGE");
   return read_image_file(path);
@@ -66,10 +91,9 @@ void add_image_command(CLI::App& app, int& rc) {
   flatten->add_option("IMAGE", *path, "image file")->required();
   flatten->add_option("-o,--output", *out, "raw output file")->required();
   flatten->callback([path, out, &rc]() {
+    require_writable(*out, "-o");
     FlatImage flat = flatten_image(load_image(*path));
-    std::ofstream f(*out, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(flat.memory.data()), std::streamsize(flat.memory.size()));
-    if (!f) throw std::runtime_error("cannot write " + *out);
+    write_raw(*out, flat.memory);
     rc = 0;
   });
 
@@ -77,8 +101,18 @@ void add_image_command(CLI::App& app, int& rc) {
   verify->add_option("IMAGE", *path, "image file")->required();
   verify->add_option("--reference", *ref, "raw memory file (e.g. from `image flatten`)")->required();
   verify->callback([path, ref, &rc]() {
-    FlatImage flat = flatten_image(load_image(*path));
     require_readable(*ref, "--reference");
+    const std::vector<uint8_t> bytes = load_image(*path);
+    // The sizes first, from the header and the file's size: a header declaring a large region must not
+    // have it built (region_pages x 4 KiB) only to be told the reference is another size.
+    const ImageSummary summary = inspect_image(bytes);
+    std::error_code ec;
+    const uint64_t ref_size = std::filesystem::file_size(*ref, ec);
+    const uint64_t region_size = summary.header.region_pages * uint64_t(summary.header.page_size);
+    if (!ec && ref_size != region_size)
+      throw UsageError("--reference: " + *ref + " has " + std::to_string(ref_size) + " bytes, the image's region " +
+                       std::to_string(region_size));
+    FlatImage flat = flatten_image(bytes);
     std::vector<uint8_t> reference = read_file_bytes(*ref);
     if (reference.size() != flat.memory.size())
       throw UsageError("--reference: " + *ref + " has " + std::to_string(reference.size()) + " bytes, the image's region " +

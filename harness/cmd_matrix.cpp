@@ -11,13 +11,17 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/image.h"
+#include "core/run_stop.h"
 #include "harness/commands.h"
 #include "harness/csv.h"
 #include "harness/csv_table.h"
+#include "harness/dir_lock.h"
 #include "harness/interrupt.h"
 #include "harness/machine_cache.h"
 #include "harness/matrix.h"
 #include "harness/provenance.h"
+#include "harness/run_limits.h"
 #include "harness/shard.h"
 
 namespace snap {
@@ -36,10 +40,20 @@ std::string fmt_duration(double s) {
 }
 
 // Keys (case columns + seed + rep) of the rows already in a results CSV whose status is final.
-std::set<std::string> finished_runs(const std::string& csv) {
+// A torn last line (a crash mid-write) is what the appender drops before --resume runs: --dry-run
+// (which opens nothing for writing) reads the file without it, so it lists the same runs.
+std::set<std::string> finished_runs(const std::string& csv, bool dry_run, bool note = true) {
   std::set<std::string> done;
   if (!std::filesystem::exists(csv) || std::filesystem::file_size(csv) == 0) return done;
-  CsvTable table = read_csv_table(csv);
+  std::vector<uint8_t> bytes = read_file_bytes(csv);
+  std::string text(bytes.begin(), bytes.end());
+  if (dry_run && !text.empty() && text.back() != '\n') {
+    const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+    if (note) std::fprintf(stderr, "snapbench matrix: %s: a torn last line (%zu bytes without a newline) will be dropped by "
+                 "--resume, which runs its case again\n", csv.c_str(), text.size() - keep);
+    text.resize(keep);
+  }
+  CsvTable table = parse_csv_table(csv, text);
   if (table.columns != csv_columns_names())
     throw UsageError("--resume: " + csv + " has other columns (another schema_version); use a new --out");
   std::vector<size_t> key_idx;
@@ -92,7 +106,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
   struct Opts {
     std::string spec, out, shard = "1/1", run;
     bool resume = false, dry_run = false, quiet = false;
-    uint64_t max_runs = kDefaultMaxRuns;
+    std::string max_runs = std::to_string(kDefaultMaxRuns);
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("SPEC", o->spec, "matrix spec (TOML), e.g. configs/demo.toml")->required();
@@ -112,7 +126,12 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
       ->type_name("CASE:REP");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress line even on a terminal");
   cmd->callback([o, &rc, argv]() {
-    Matrix m = load_matrix(o->spec, o->max_runs);
+    // Read as text: CLI11 would wrap "-1" into 2^64-1 for an unsigned option.
+    if (o->max_runs.empty() || o->max_runs.find_first_not_of("0123456789") != std::string::npos ||
+        o->max_runs.size() > 15 || std::stoull(o->max_runs) == 0)
+      throw UsageError("--max-runs: expected a whole number from 1 to 999999999999999, got '" + o->max_runs + "'");
+    if (o->out.empty()) throw UsageError("--out: an empty directory name");
+    Matrix m = load_matrix(o->spec, std::stoull(o->max_runs));
     int shard_i, shard_n;
     parse_shard(o->shard, shard_i, shard_n);
     std::vector<MatrixCase> cases = shard_cases(m.cases, shard_i, shard_n);
@@ -147,7 +166,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     }
     if (o->resume) check_same_spec(o->out, hash);
     std::set<std::string> done;  // read here for --dry-run; a real run reads it once the appender has opened the CSV
-    if (o->resume && o->dry_run) done = finished_runs(csv_path);
+    if (o->resume && o->dry_run) done = finished_runs(csv_path, true);
     auto is_done = [&](const MatrixCase& c, int rep) {
       RunSpec spec = c.spec;
       spec.rep = rep;
@@ -172,14 +191,36 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
       rc = 0;
       return;
     }
+    // Every run left to do must fit the machine and its time limit before the first one starts (and
+    // before anything is created in the directory).
+    std::set<std::string> pre_done;
+    if (o->resume && std::filesystem::exists(o->out)) pre_done = finished_runs(csv_path, true, false);
+    auto with_rep = [](RunSpec spec, int rep) {
+      spec.rep = rep;
+      return spec;
+    };
+    for (int rep = 0; rep < m.reps; ++rep)
+      for (size_t k = 0; k < cases.size(); ++k) {
+        if (single && (k != only_case || rep != only_rep)) continue;
+        if (o->resume && pre_done.count(run_key(resolve_spec(with_rep(cases[k].spec, rep))))) continue;
+        try {
+          check_run_limits(cases[k].spec);
+        } catch (const UsageError& e) {
+          throw UsageError(o->spec + ": case '" + cases[k].label + "': " + e.what());
+        }
+      }
     std::error_code ec;
     std::filesystem::create_directories(o->out, ec);
     if (ec) throw UsageError("--out: cannot create " + o->out + ": " + ec.message());
+    // One matrix per directory at a time, or two would run (and record) the same runs.
+    std::string command;
+    for (const auto& a : argv) command += (command.empty() ? "" : " ") + a;
+    DirLock lock(o->out, command);
     if (!o->resume && !single && std::filesystem::exists(csv_path) && std::filesystem::file_size(csv_path) > 0)
       throw UsageError("--out: " + csv_path + " exists; pass --resume to continue it or choose another directory");
     // Opened before resume reads it: the appender drops a torn last row, whose run then runs again.
     CsvAppender csv(csv_path);
-    if (o->resume) done = finished_runs(csv_path);
+    if (o->resume) done = finished_runs(csv_path, false);
     InterruptGuard guard;
     nlohmann::json meta = provenance(argv);
     meta["matrix"] = {{"spec", o->spec}, {"name", m.name}, {"cases", m.cases.size()}, {"reps", m.reps},
@@ -216,6 +257,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
           std::fprintf(stderr, "\r\033[K[%zu/%zu] rep %d %s  elapsed %s ETA %s", i, total, rep + 1,
                        cases[k].label.c_str(), fmt_duration(elapsed).c_str(), fmt_duration(eta).c_str());
         RunResult r = run_once(spec);
+        if (run_stop_sticky()) break;  // stopped by SIGTERM: not a measurement, no row; it runs again on --resume
         csv.append(r);
         ++ran;
         if (r.status == RunStatus::kFailed) {
@@ -229,7 +271,7 @@ void add_matrix_command(CLI::App& app, int& rc, const std::vector<std::string>& 
     std::fprintf(stderr, "snapbench matrix: %zu runs done, %zu skipped (resume), %zu failed, in %s%s -> %s\n", ran,
                  skipped, failed, fmt_duration(elapsed).c_str(), InterruptGuard::interrupted() ? " (interrupted)" : "",
                  csv_path.c_str());
-    rc = InterruptGuard::interrupted() ? 130 : (failed ? 1 : 0);
+    rc = InterruptGuard::interrupted() ? InterruptGuard::exit_code() : (failed ? 1 : 0);
   });
 }
 

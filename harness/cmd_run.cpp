@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/run_stop.h"
 #include "core/units.h"
 #include "harness/commands.h"
 #include "harness/csv.h"
@@ -13,6 +14,7 @@
 #include "harness/provenance.h"
 #include "harness/spec_fields.h"
 #include "harness/run.h"
+#include "harness/run_limits.h"
 #include "harness/summary.h"
 
 namespace snap {
@@ -48,9 +50,14 @@ void add_run_command(CLI::App& app, int& rc, const std::vector<std::string>& arg
     RunSpec spec;
     for (const auto& f : spec_fields())
       if (cmd->count(f.flag) > 0) f.apply(spec, f.is_switch ? "true" : o->values[f.key], f.flag);
+    // An empty name would silently write nothing.
+    if (cmd->count("--image") && o->image.empty()) throw UsageError("--image: an empty file name");
+    if (cmd->count("--out") && o->out.empty()) throw UsageError("--out: an empty file name");
     spec.image_path = o->image;
     if (o->reps < 1 || o->reps > 1000000) throw UsageError("--reps: expected an integer from 1 to 1000000");
     for (const auto& s : o->sets) parse_assignment(s, spec.params);
+    resolve_spec(spec);       // bad input first (exit 2), then what the run would take
+    check_run_limits(spec);   // memory and time, before --out's files are created
     std::unique_ptr<CsvAppender> csv;
     if (!o->out.empty()) {
       csv = std::make_unique<CsvAppender>(o->out);
@@ -61,11 +68,12 @@ void add_run_command(CLI::App& app, int& rc, const std::vector<std::string>& arg
     for (int rep = 0; rep < o->reps && !InterruptGuard::interrupted(); ++rep) {
       spec.rep = rep;
       RunResult r = run_once(spec);
+      if (run_stop_sticky()) break;  // stopped by SIGTERM: not a measurement, no row
       if (csv) csv->append(r);
       if (!o->quiet) print_summary(stdout, r, rep, o->reps);
       all_ok = all_ok && r.status != RunStatus::kFailed;
     }
-    rc = InterruptGuard::interrupted() ? 130 : all_ok ? 0 : 1;
+    rc = InterruptGuard::interrupted() ? InterruptGuard::exit_code() : all_ok ? 0 : 1;
   });
 }
 

@@ -429,6 +429,31 @@ CompareReport compare_tables(const CsvTable& baseline_table, const CsvTable& cur
       report.warnings.push_back(t->source + " holds runs of " + std::to_string(machines.size()) + " machines (" +
                                 list_machines(machines) + "): its medians pool them; compare one with --host");
   }
+  // A run recorded twice (two matrices on one directory, before the directory lock) would count as two
+  // repetitions: name it. A failed row and its re-run are not a repeat.
+  for (const auto* tl : {&bl, &cl}) {
+    const CsvTable& t = tl == &bl ? baseline : current;
+    const long seed = t.find_column("seed"), rep = t.find_column("rep");
+    if (seed < 0 || rep < 0) continue;
+    std::map<std::vector<std::string>, size_t> first;
+    size_t repeats = 0;
+    std::string example;
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      if (t.rows[r][tl->status] == "failed") continue;
+      std::vector<std::string> key;
+      for (size_t c : tl->key) key.push_back(t.rows[r][c]);
+      key.push_back(t.rows[r][size_t(seed)]);
+      key.push_back(t.rows[r][size_t(rep)]);
+      auto [it, fresh] = first.emplace(key, r);
+      if (fresh) continue;
+      if (++repeats == 1)
+        example = t.where(r) + " repeats " + t.where(it->second) + " (strategy " + t.rows[r][tl->strategy] +
+                  ", seed " + t.rows[r][size_t(seed)] + ", rep " + t.rows[r][size_t(rep)] + ")";
+    }
+    if (repeats)
+      report.warnings.push_back(t.source + ": " + std::to_string(repeats) + " row(s) repeat a run (case, seed, rep) " +
+                                "already in it, e.g. " + example + "; each copy counts as a repetition here");
+  }
   const double base_calib = table_calibration(baseline, bl), cur_calib = table_calibration(current, cl);
 
   // Group rows into cases, baseline order first, then cases only the current table has. A case's

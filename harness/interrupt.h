@@ -1,5 +1,7 @@
-// Ctrl-C / SIGTERM during a run or matrix: the first signal lets the run in progress finish (so its
-// clean-up runs and its row is written) and stops after it; a second one exits at once.
+// Ctrl-C / SIGTERM during a run or matrix. A first Ctrl-C (SIGINT) lets the run in progress finish
+// (so its row is written) and stops after it; a first SIGTERM (timeout, Slurm, systemd) stops the run
+// in progress now: its clean-up runs (no page left protected, no command left running), it writes no
+// row, and nothing more runs. A second signal of either kind kills the sink commands and exits at once.
 #pragma once
 
 namespace snap {
@@ -9,6 +11,8 @@ class InterruptGuard {
   InterruptGuard();   // installs the handlers
   ~InterruptGuard();  // restores the defaults
   static bool interrupted();
+  // What the command exits with once interrupted: 128 + the first signal (130 SIGINT, 143 SIGTERM).
+  static int exit_code();
 };
 
 }  // namespace snap

@@ -33,6 +33,20 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // CLI11 says only "A subcommand is required" for `snapbench image bogus`: name the word it did not know.
+    if (argc > 2 && argv[2][0] != '-') {
+      auto find = [](const CLI::App* parent, const std::string& name) -> const CLI::App* {
+        for (const CLI::App* sub : parent->get_subcommands({}))
+          if (sub->check_name(name)) return sub;
+        return nullptr;
+      };
+      if (const CLI::App* cmd = find(&app, argv[1]); cmd && !cmd->get_subcommands({}).empty() && !find(cmd, argv[2])) {
+        std::string known;
+        for (const CLI::App* sub : cmd->get_subcommands({})) known += (known.empty() ? "" : ", ") + sub->get_name();
+        std::fprintf(stderr, "snapbench %s: unknown subcommand '%s' (expected %s)\n", argv[1], argv[2], known.c_str());
+        return 2;
+      }
+    }
     std::fprintf(stderr, "snapbench: %s (see --help)\n", e.what());
     return 2;
   } catch (const snap::UsageError& e) {

@@ -38,7 +38,11 @@ void apply_key(RunSpec& s, const std::string& key, const std::string& v, const s
   if (const SpecField* f = find_spec_field(key)) {
     f->apply(s, v, where);
   } else if (key.find('.') != std::string::npos) {
-    parse_assignment(key + "=" + v, s.params);
+    try {
+      parse_assignment(key + "=" + v, s.params);
+    } catch (const UsageError& e) {
+      throw UsageError(where + ": " + e.what());
+    }
   } else {
     std::string known;
     for (const auto& field : spec_fields()) known += (known.empty() ? "" : " ") + field.key;
@@ -55,6 +59,10 @@ std::string fold_inapplicable(RunSpec& s) {
     s.tracker.clear();
     dropped = "tracker axis for strategies without a tracker";
   }
+  if (s.fsync && s.sink.rfind("file:", 0) != 0) {
+    s.fsync = false;
+    if (dropped.empty()) dropped = "fsync for sinks other than file";
+  }
   std::string tracker = strategy.uses_tracker ? (s.tracker.empty() ? kDefaultTracker : s.tracker) : "";
   for (auto it = s.params.begin(); it != s.params.end();) {
     if (it->first != s.strategy && it->first != tracker && it->first != s.workload) {
@@ -65,6 +73,29 @@ std::string fold_inapplicable(RunSpec& s) {
     }
   }
   return dropped;
+}
+
+// A check made for the `run` flags names the flag ("--rate: ..."); in a spec the reader wants the file
+// and the key where the value was set ("spec.toml: axes.rate: ..."), or the case when no key says it.
+std::string in_spec_terms(const std::string& msg, const std::string& origin, const toml::table* fixed,
+                          const std::vector<std::pair<std::string, std::vector<std::string>>>& axes,
+                          const std::string& label) {
+  std::string key, rest;
+  for (const auto& f : spec_fields())
+    if (msg.rfind(f.flag + ": ", 0) == 0) {
+      key = f.key;
+      rest = msg.substr(f.flag.size() + 2);
+    }
+  if (key.empty() && msg.rfind("--set ", 0) == 0 && msg.find(": ") != std::string::npos) {
+    key = msg.substr(6, msg.find(": ") - 6);
+    rest = msg.substr(msg.find(": ") + 2);
+  }
+  if (!key.empty()) {
+    for (const auto& [axis, values] : axes)
+      if (axis == key) return origin + ": axes." + key + ": " + rest;
+    if (fixed && fixed->contains(key)) return origin + ": fixed." + key + ": " + rest;
+  }
+  return origin + ": case '" + label.substr(label.empty() ? 0 : 1) + "': " + msg;
 }
 
 }  // namespace
@@ -124,6 +155,9 @@ Matrix parse_matrix(const std::string& text, const std::string& origin, uint64_t
   if (axes_table) {
     for (const auto& [k, v] : *axes_table) {
       std::string where = origin + ": axes." + std::string(k.str());
+      // The axis would win and the fixed value be ignored without a word.
+      if (fixed && fixed->contains(k.str()))
+        throw UsageError(where + ": also set in [fixed]; a key belongs in one of [fixed] and [axes]");
       std::vector<std::string> values;
       if (auto* arr = v.as_array()) {
         for (const auto& e : *arr) values.push_back(scalar_text(e, where));
@@ -161,11 +195,25 @@ Matrix parse_matrix(const std::string& text, const std::string& origin, uint64_t
       apply_key(s, key, values[idx[a]], where);
       if (key != "strategy" && key != "tracker") label += " " + key + "=" + values[idx[a]];
     }
-    validate_params(s.params);  // before folding, so a typo in an unused unit's parameter still fails
-    std::string why = fold_inapplicable(s);
-    RunResult resolved = resolve_spec(s);  // validates; UsageError names the flag-like key
+    std::string why;
+    RunResult resolved;
+    try {
+      validate_params(s.params);  // before folding, so a typo in an unused unit's parameter still fails
+      why = fold_inapplicable(s);
+      resolved = resolve_spec(s);  // validates
+      if (!s.fsync) {  // folded: the label says what runs
+        if (auto at = label.find(" fsync=true"); at != std::string::npos) label.replace(at, 11, " fsync=false");
+      }
+    } catch (const UsageError& e) {
+      throw UsageError(in_spec_terms(e.what(), origin, fixed, axes, label));
+    }
     // The case's identity (every identity field, harness/spec_fields.cpp) plus its seed.
-    std::string key = run_key(resolved, false) + std::to_string(s.seed);
+    // One rate written two ways (100MiB/s, 100M/s, 25600pages/s) is one case: the key uses its value.
+    RunSpec canonical = s;
+    char rate_text[48];
+    std::snprintf(rate_text, sizeof rate_text, "%.17gpages/s", resolved.rate_target_pages_s);
+    if (resolved.rate_target_pages_s >= 0) canonical.rate = rate_text;
+    std::string key = run_key(resolve_spec(canonical), false) + std::to_string(s.seed);
     if (seen.insert(key).second) {
       std::string head = s.strategy + (resolved.tracker.empty() ? "" : "/" + resolved.tracker);
       m.cases.push_back({s, head + label});

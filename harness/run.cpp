@@ -21,11 +21,13 @@
 #include "core/pagemap.h"
 #include "core/prefault.h"
 #include "core/region.h"
+#include "core/run_stop.h"
 #include "core/scoped.h"
 #include "core/sink.h"
 #include "core/sink_tee.h"
 #include "core/units.h"
 #include "harness/calibration.h"
+#include "harness/run_limits.h"
 #include "harness/spec_fields.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
@@ -142,10 +144,17 @@ class HarnessControl final : public WorkloadControl {
   int consistency_points_ = 0;
 };
 
+// The kept image: on a failed write (a full disk) the partial file is removed and the reason given.
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-  if (!out) throw std::runtime_error("cannot write the image to " + path);
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw std::runtime_error("--image: cannot write '" + path + "': " + std::strerror(errno));
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) {
+    const int why = ok ? errno : err;
+    std::remove(path.c_str());
+    throw std::runtime_error("--image: cannot write '" + path + "': " + std::strerror(why) + " (removed)");
+  }
 }
 
 // --image is written after the snapshot: check now that it can be, so a typo fails in a moment with
@@ -233,9 +242,17 @@ Resolved resolve(const RunSpec& spec) {
   r.workload_params = values_for(r.workload->name, r.workload->params);
   if (std::string w = r.workload_params.describe(); !w.empty()) res.params += (res.params.empty() ? "" : ";") + w;
   check_spec_fields(spec);  // the bounds of every flag, for specs built in code too
+  if (spec.fsync && spec.sink.rfind("file:", 0) != 0)
+    throw UsageError("--fsync: only the file sink syncs (this run's sink is " + spec.sink + ")");
   res.rate_target_pages_s = parse_rate_pages(spec.rate, "--rate");
   res.bandwidth_bytes_s = parse_bandwidth(spec.bandwidth, "--bandwidth");
-  if (!spec.image_path.empty()) check_image_path(spec.image_path);
+  if (!spec.image_path.empty()) {
+    // The file sink keeps the image itself: a second copy elsewhere would be written by nobody.
+    if (spec.sink.rfind("file:", 0) == 0 && spec.sink.substr(5) != spec.image_path)
+      throw UsageError("--image: the file sink already keeps the image in '" + spec.sink.substr(5) +
+                       "'; --image is for sinks that keep none (null, memory, exec) or names the same file");
+    check_image_path(spec.image_path);
+  }
   res.region_bytes = (spec.mem_bytes + kPageSize - 1) / kPageSize * kPageSize;
   return r;
 }
@@ -267,6 +284,9 @@ void set_writer_columns(RunResult& res, const PhaseStats& before, const PhaseSta
 
 RunResult run_once(const RunSpec& spec) {
   Resolved resolved = resolve(spec);
+  check_run_limits(spec);  // memory and time, before anything is allocated (UsageError)
+  // From here the run ends at its time limit (or a SIGTERM): every wait that can last checks it.
+  RunWatchdog watchdog(run_time_limit_s(spec));
   if (resolved.workload->run_whole)
     return resolved.workload->run_whole(spec, resolved.result, resolved.strategy_params, resolved.workload_params);
   RunResult res = resolved.result;
@@ -332,7 +352,11 @@ RunResult run_once(const RunSpec& spec) {
     std::unique_ptr<Workload> running = resolved.workload->make(region, wopts, resolved.workload_params);
     Workload& workload = *running;
     workload.set_phase(Phase::kWarmup);
-    std::this_thread::sleep_for(std::chrono::duration<double>(spec.warmup_s));
+    // In slices, so a stop request (SIGTERM, the time limit) ends a long warm-up at once.
+    for (const uint64_t warm_end = now_ns() + uint64_t(spec.warmup_s * 1e9); now_ns() < warm_end;) {
+      throw_if_run_stopped();
+      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<uint64_t>(warm_end - now_ns(), 20000000)));
+    }
     // The machine's speed right now, for compare to judge this run's times against (not for `none`:
     // its time is its duration parameter, not work the machine does).
     if (want_image) res.calib_bytes_s = calibrate_save_rate(region);
@@ -349,6 +373,14 @@ RunResult run_once(const RunSpec& spec) {
       failure = e.what();
     }
     const uint64_t t1 = now_ns();
+    // A snapshot that ended as the run was stopped is not a measurement, even if it got to its end.
+    if (failure.empty() && run_stop_requested()) {
+      try {
+        throw_if_run_stopped();
+      } catch (const RunStopped& e) {
+        failure = e.what();
+      }
+    }
     workload.set_phase(Phase::kAfter);
     if (control.paused()) {
       control.resume();

@@ -34,6 +34,8 @@ struct RunSpec {
   int rep = 0;
   uint64_t seed = RegionOptions{}.seed;
   bool verify = false;
+  double time_limit_s = 0;             // wall-clock limit of the run; 0 = default_time_limit_s (run_limits.h)
+  bool skip_memory_check = false;      // run even when the run needs more memory than is available
   std::string image_path;              // keep the image here (file sink, or a copy of the stream)
   ParamAssignments params;             // --set values, by unit
 };

@@ -82,6 +82,7 @@ bool uses_tracker(const StrategyEntry& e) { return e.uses_tracker; }
 constexpr int kMaxWriters = 256;        // the threads workload's limit
 constexpr int kMaxNumaNode = 4095;      // above any node id Linux hands out (existence is checked at run time)
 constexpr double kMaxWarmupS = 86400;   // a day: longer is a typo, not a warm-up
+constexpr double kMaxTimeLimitS = 30 * 86400.0;  // a month: no benchmark run here is meant to last longer
 
 }  // namespace
 
@@ -132,6 +133,10 @@ const std::vector<SpecField>& spec_fields() {
            [](S& s, W v, W where) {
              s.mem_bytes = parse_size(v, where);
              if (s.mem_bytes == 0) throw UsageError(where + ": the region must be at least one page");
+             // Rounding up would run (and record) another size than the one asked for.
+             if (s.mem_bytes % kPageSize != 0)
+               throw UsageError(where + ": " + v + " is not a whole number of " + std::to_string(kPageSize) +
+                                "-byte pages (e.g. " + std::to_string((s.mem_bytes / kPageSize + 1) * kPageSize) + ")");
            },
        .show =
            [](const S& s) {
@@ -202,6 +207,16 @@ const std::vector<SpecField>& spec_fields() {
        .show = [](const S& s) { return std::string(s.verify ? "on" : "off"); },
        .column = "verify", .column_help = "1 if the image was to be verified (--verify); the verdict is in verified",
        .column_value = [](R r) { return std::string(r.spec.verify ? "1" : "0"); }, .old_value = ""},
+      {.key = "time_limit", .flag = "--time-limit", .identity = false,
+       .help = "wall-clock limit of each run in seconds, past which it fails 'timed out after N s' (0: ten times "
+               "its estimate, at least 60 s, at most a day); a run estimated longer than its limit is refused",
+       .apply = [](S& s, W v, W where) { s.time_limit_s = parse_number(v, 0, kMaxTimeLimitS, where); },
+       .show = [](const S& s) { return number_text(s.time_limit_s); }},
+      {.key = "skip_memory_check", .flag = "--skip-memory-check", .identity = false, .is_switch = true,
+       .help = "run even when the run needs more memory than MemAvailable (region, verify copies, in-memory "
+               "stream, fork-cow's copy-on-write worst case), which is otherwise refused before it starts",
+       .apply = [](S& s, W v, W where) { s.skip_memory_check = parse_bool(v, where); },
+       .show = [](const S& s) { return std::string(s.skip_memory_check ? "on" : "off"); }},
       {.key = "seed", .flag = "--seed", .identity = false, .help = "seed of region content and access pattern",
        .apply = [](S& s, W v, W where) { s.seed = parse_u64(v, where); },
        .show = [](const S& s) { return std::to_string(s.seed); },

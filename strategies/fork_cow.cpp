@@ -35,6 +35,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/pagemap.h"
+#include "core/run_stop.h"
 #include "core/units.h"
 #include "core/scoped.h"
 #include "strategies/strategy.h"
@@ -358,8 +359,20 @@ class ForkCowStrategy final : public Strategy {
   template <typename Sample>
   static bool wait_for_child(int ready_fd, int sample_ms, double timeout_s, uint64_t start_ns, Sample&& sample) {
     const uint64_t deadline = timeout_s > 0 ? start_ns + uint64_t(timeout_s * 1e9) : 0;
+    uint64_t next_sample_ns = 0;
     for (;;) {
-      int wait_ms = sample_ms > 0 ? sample_ms : -1;
+      throw_if_run_stopped();  // SIGTERM or the run's time limit: the ChildProcess kills and reaps
+      // Slices of at most 100 ms, so a stop request is seen within them; samples stay sample_ms apart.
+      int wait_ms = 100;
+      if (sample_ms > 0) {
+        const uint64_t now = now_ns();
+        if (next_sample_ns == 0) next_sample_ns = now + uint64_t(sample_ms) * 1000000;
+        if (now >= next_sample_ns) {
+          sample();
+          next_sample_ns = now + uint64_t(sample_ms) * 1000000;
+        }
+        wait_ms = std::min<int>(wait_ms, int((next_sample_ns - std::min(now, next_sample_ns)) / 1000000) + 1);
+      }
       if (deadline) {
         const uint64_t now = now_ns();
         if (now >= deadline)
@@ -374,10 +387,7 @@ class ForkCowStrategy final : public Strategy {
         if (errno == EINTR) continue;
         throw_errno("fork-cow: poll on the child's ready pipe");
       }
-      if (r == 0) {
-        sample();
-        continue;
-      }
+      if (r == 0) continue;
       char byte;
       const ssize_t n = ::read(ready_fd, &byte, 1);
       if (n < 0 && errno == EINTR) continue;
