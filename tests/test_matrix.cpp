@@ -92,7 +92,7 @@ TEST(Matrix, TooManyRunsAreRefusedBeforeExpanding) {
 TEST(Matrix, ResumeTellsCasesApartByEveryIdentityField) {
   snaptest::TempDir tmp;
   const std::string spec = tmp / "w.toml";
-  std::ofstream(spec) << "[fixed]\nstrategy = \"stop-copy\"\nmem = \"4M\"\nwriters = 0\n"
+  std::ofstream(spec) << "[fixed]\nstrategy = \"stop-copy\"\nmem = \"4M\"\nwriters = 0\nsink = \"file:" + tmp / "img" + "\"\n"
                          "[axes]\nwarmup = [0, 0.01]\nverify = [false, true]\nfsync = [false, true]\n";
   const std::string out = tmp / "out";
   auto c = snaptest::run_snapbench("matrix " + spec + " --out " + out + " -q");
@@ -142,14 +142,14 @@ TEST(Matrix, ShuffleIsAPermutationAndDeterministic) {
 TEST(Matrix, BadSpecsNameTheKey) {
   struct Case {
     std::string text, mention;
-  } cases[] = {{"[axes]\nstrategy = [\"bogus\"]\n", "--strategy"},
+  } cases[] = {{"[axes]\nstrategy = [\"bogus\"]\n", "axes.strategy"},
                {"[fixed]\nmem = \"lots\"\n", "fixed.mem"},
                {"[fixed]\ncolour = \"red\"\n", "fixed.colour"},
                {"[fixed]\nrate = [\"0\"]\n", "[axes]"},
                {"reps = 0\n", "reps"},
                {"[axes\n", "TOML"},
                {"[axes]\n\"uffd-wp.nope\" = [1]\n", "uffd-wp.nope"},
-               {"[axes]\nworkload = [\"threads\", \"nosuch\"]\n", "--workload"},
+               {"[axes]\nworkload = [\"threads\", \"nosuch\"]\n", "axes.workload"},
                // Type errors and out-of-range values that used to be ignored or defaulted (issue 8,
                // reliability 5): each names the spec file and the key.
                {"reps = \"two\"\n[fixed]\nmem = \"8M\"\n", "spec.toml: reps"},

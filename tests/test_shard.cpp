@@ -218,6 +218,7 @@ TEST(ShardCli, MergeJoinsShardsOfOneSpecAndRefusesOthers) {
 TEST(Machines, RowsNameTheirMachineCompareWarnsAndHostKeepsOne) {
   CsvTable t = two_rows_of_this_machine("cur.csv");
   const size_t host = t.require_column("host"), kernel = t.require_column("kernel");
+  t.rows[1][t.require_column("rep")] = "1";  // two repetitions, not one run recorded twice
   EXPECT_EQ(t.rows[0][host], this_machine().host);
   EXPECT_EQ(t.rows[0][kernel], this_machine().kernel);
   EXPECT_FALSE(this_machine().host.empty());
