@@ -14,7 +14,7 @@ import os
 import random
 import sys
 
-# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 5).
+# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 6).
 COLUMNS = [
     "schema_version", "strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate",
     "thp", "numa_node", "rate", "rate_target_pages_s", "rate_before_pages_s", "rate_during_pages_s", "sink",
@@ -23,6 +23,10 @@ COLUMNS = [
     "completion_s", "downtime_s", "freeze_s", "calib_bytes_s", "passes", "converged", "faults", "writes_during",
     "write_p50_us", "write_p99_us", "write_p999_us", "write_max_us", "write_before_p99_us",
     "extra_rss_bytes", "verified", "notes", "host", "kernel", "cpu_model",
+    # Schema 6: the restore phase's columns, empty in these snapshot-only rows.
+    "restore", "restore_access", "restore_cache", "restore_window_s", "restore_index_s", "resume_s", "ready_s",
+    "resident_s", "restore_faults", "restore_read_bytes", "access_p50_us", "access_p99_us", "access_p999_us",
+    "access_max_us", "restore_ops_s", "resident_ops_s", "restore_extra_bytes", "restore_verified",
 ]
 MACHINE = {"host": "fixture-host", "kernel": "6.18.0-fixture", "cpu_model": "Fixture CPU @ 2.00GHz"}
 
@@ -91,7 +95,7 @@ def row_for(strategy, tracker, params, rate_mib, rep, rng):
     target = rate_mib * (1 << 20) / PAGE
     r = {c: "" for c in COLUMNS}
     r.update({
-        "schema_version": 5, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
+        "schema_version": 6, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": f"{rate_mib}MiB/s", "rate_target_pages_s": f"{target:.9g}",
         "rate_before_pages_s": f"{target * rng.uniform(0.995, 1.0):.9g}",
@@ -175,7 +179,7 @@ def unsupported_row():
               "write_before_p99_us", "extra_rss_bytes", "rate_before_pages_s", "rate_during_pages_s"):
         r[c] = 0
     r.update({
-        "schema_version": 5, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
+        "schema_version": 6, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": "64MiB/s", "rate_target_pages_s": 16384, "sink": "null", "bandwidth_bytes_s": BANDWIDTH,
         "warmup_s": 0.5, "fsync": 0, "verify": 1, "seed": 1, "rep": 0, "status": "unsupported",

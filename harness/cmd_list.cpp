@@ -8,6 +8,7 @@
 #include "core/sink.h"
 #include "harness/commands.h"
 #include "harness/csv.h"
+#include "restore/restore.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 #include "workloads/workload.h"
@@ -81,6 +82,8 @@ void print_list_json() {
   }
   out["workloads"] = nlohmann::json::array();
   for (const auto& w : workload_registry()) out["workloads"].push_back(unit_json(w.name, w.help, w.probe(), w.params));
+  out["restores"] = nlohmann::json::array();
+  for (const auto& e : restore_registry()) out["restores"].push_back(unit_json(e.name, e.help, e.make()->probe(), e.params));
   std::printf("%s\n", out.dump(2).c_str());
 }
 
@@ -117,6 +120,11 @@ void add_list_command(CLI::App& app, int& rc) {
       if (!e.workloads.empty()) std::printf("  strategy %s runs only with: %s\n", e.name.c_str(), joined(e.workloads).c_str());
     for (const auto& e : tracker_registry())
       if (!e.workloads.empty()) std::printf("  tracker %s tracks only: %s\n", e.name.c_str(), joined(e.workloads).c_str());
+    std::printf("\nrestore strategies (--restore):\n");
+    for (const auto& e : restore_registry()) {
+      print_support(e.name, e.make()->probe(), e.help);
+      print_params(e.name, e.params);
+    }
     std::printf("\naccess patterns (--pattern):\n");
     for (const auto& p : pattern_kinds()) std::printf("  %-32s %s\n", p.syntax.c_str(), p.help.c_str());
     std::printf("\nsinks (--sink):\n");

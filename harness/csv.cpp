@@ -41,6 +41,9 @@ std::vector<CsvColumn> with_every_spec_column(std::vector<CsvColumn> cols) {
   return cols;
 }
 
+// A restore-phase column's value: empty in a row without --restore.
+std::string unless_no_restore(const RunResult& r, std::string v) { return r.spec.restore.empty() ? std::string() : v; }
+
 }  // namespace
 
 std::string csv_number(double v) {
@@ -102,6 +105,25 @@ const std::vector<CsvColumn>& csv_columns() {
       {"host", "host name of the machine that ran the run", [](const RunResult&) { return this_machine().host; }},
       {"kernel", "kernel release of that machine (uname -r)", [](const RunResult&) { return this_machine().kernel; }},
       {"cpu_model", "CPU model of that machine (/proc/cpuinfo model name)", [](const RunResult&) { return this_machine().cpu_model; }},
+      // Schema 6: the restore phase (`run --restore`), every column empty in a snapshot-only row.
+      spec_column("restore"),
+      spec_column("restore_access"),
+      spec_column("restore_cache"),
+      spec_column("restore_window"),
+      {"restore_index_s", "seconds to build the image's page index (one checked pass over the file), before the restore", [](const RunResult& r) { return unless_no_restore(r, num(r.restore_index_s)); }},
+      {"resume_s", "seconds from the restore's start until the workload may run", [](const RunResult& r) { return unless_no_restore(r, num(r.resume_s)); }},
+      {"ready_s", "seconds from the restore's start until the workload's rate (50 ms mean) is back to 90 % of its rate on resident memory; empty if not within the window", [](const RunResult& r) { return unless_no_restore(r, r.ready_s < 0 ? std::string() : num(r.ready_s)); }},
+      {"resident_s", "seconds from the restore's start until every page was in the region; empty if not within the window", [](const RunResult& r) { return unless_no_restore(r, r.resident_s < 0 ? std::string() : num(r.resident_s)); }},
+      {"restore_faults", "faults served in the window (uffd: MISSING faults answered; mmap: the process's page faults)", [](const RunResult& r) { return unless_no_restore(r, u64(r.restore_faults)); }},
+      {"restore_read_bytes", "bytes read from the image in the window and before it (mmap: pages mapped from the flat file x page size)", [](const RunResult& r) { return unless_no_restore(r, u64(r.restore_read_bytes)); }},
+      {"access_p50_us", "median access latency of the workload during the restore window, microseconds", [](const RunResult& r) { return unless_no_restore(r, num(r.access_p50_us)); }},
+      {"access_p99_us", "99th percentile access latency during the restore window, microseconds", [](const RunResult& r) { return unless_no_restore(r, num(r.access_p99_us)); }},
+      {"access_p999_us", "99.9th percentile access latency during the restore window, microseconds", [](const RunResult& r) { return unless_no_restore(r, num(r.access_p999_us)); }},
+      {"access_max_us", "maximum access latency during the restore window, microseconds", [](const RunResult& r) { return unless_no_restore(r, num(r.access_max_us)); }},
+      {"restore_ops_s", "accesses per second over the restore window (all threads)", [](const RunResult& r) { return unless_no_restore(r, num(r.restore_ops_s)); }},
+      {"resident_ops_s", "accesses per second of the same workload on the restored, resident memory (ready_s's reference)", [](const RunResult& r) { return unless_no_restore(r, num(r.resident_ops_s)); }},
+      {"restore_extra_bytes", "memory the restore strategy added (buffers, bitmaps, its page index)", [](const RunResult& r) { return unless_no_restore(r, u64(r.restore_extra_bytes)); }},
+      {"restore_verified", "pass | fail | off: pages read before written and pages never written compared with the image byte for byte; off when the restore failed", [](const RunResult& r) { return unless_no_restore(r, r.restore_verified); }},
   });
   return cols;
 }

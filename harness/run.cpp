@@ -28,7 +28,9 @@
 #include "core/units.h"
 #include "harness/calibration.h"
 #include "harness/run_limits.h"
+#include "harness/restore_run.h"
 #include "harness/spec_fields.h"
+#include "restore/restore.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 #include "workloads/workload.h"
@@ -172,12 +174,22 @@ void check_image_path(const std::string& path) {
 
 double us(uint64_t ns) { return double(ns) / 1000.0; }
 
+// Where the restore phase keeps the run's image when --image names no file: the temporary directory
+// (TMPDIR), one name per process and repetition; removed after the restore.
+std::string restore_temp_path(const RunSpec& spec) {
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) dir = ".";
+  return (dir / ("snapbench-restore-" + std::to_string(::getpid()) + "-" + std::to_string(spec.rep) + ".img")).string();
+}
+
 // Checks a --set unit and its values against the unit's declared parameters.
 std::vector<ParamSpec> params_of_unit(const std::string& unit, bool& known) {
   known = true;
   if (const auto* e = strategy_registry().find(unit)) return e->params;
   if (const auto* e = tracker_registry().find(unit)) return e->params;
   if (const auto* e = workload_registry().find(unit)) return e->params;
+  if (const auto* e = restore_registry().find(unit)) return e->params;
   known = false;
   return {};
 }
@@ -189,7 +201,7 @@ void validate_params(const ParamAssignments& params) {
     bool known;
     auto specs = params_of_unit(unit, known);
     if (!known)
-      throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy, tracker or workload name)");
+      throw UsageError("--set " + unit + ".*: unknown unit '" + unit + "' (a strategy, tracker, workload or restore name)");
     ParamValues check(unit, specs, values);  // throws on unknown or out-of-range values
   }
 }
@@ -224,7 +236,7 @@ Resolved resolve(const RunSpec& spec) {
   }
   validate_params(spec.params);
   for (const auto& [unit, values] : spec.params)
-    if (unit != spec.strategy && unit != res.tracker && unit != spec.workload)
+    if (unit != spec.strategy && unit != res.tracker && unit != spec.workload && unit != spec.restore)
       throw UsageError("--set " + unit + "." + (values.empty() ? "*" : values.begin()->first) + ": " + unit +
                        " is not in this run (strategy " + spec.strategy +
                        (res.tracker.empty() ? "" : ", tracker " + res.tracker) + ", workload " + spec.workload + ")");
@@ -254,6 +266,16 @@ Resolved resolve(const RunSpec& spec) {
     check_image_path(spec.image_path);
   }
   res.region_bytes = (spec.mem_bytes + kPageSize - 1) / kPageSize * kPageSize;
+  if (!spec.restore.empty()) {
+    const RestoreEntry& re = restore_registry().get(spec.restore);
+    if (!r.strategy_entry->produces_image)
+      throw UsageError("--restore: strategy '" + spec.strategy + "' saves no image to restore");
+    if (r.workload->run_whole)
+      throw UsageError("--restore: the " + spec.workload + " workload's snapshot is not a snapbench image");
+    auto it = spec.params.find(re.name);
+    std::string d = ParamValues(re.name, re.params, it == spec.params.end() ? std::map<std::string, std::string>{} : it->second).describe();
+    if (!d.empty()) res.params += (res.params.empty() ? "" : ";") + d;
+  }
   return r;
 }
 
@@ -323,12 +345,14 @@ RunResult run_once(const RunSpec& spec) {
 
   try {
     RegionOptions ropts{spec.mem_bytes, spec.populate, spec.thp, spec.numa_node, spec.seed};
-    Region region(ropts);
+    auto region_owner = std::make_unique<Region>(ropts);
+    Region& region = *region_owner;
     const bool want_image = resolved.strategy_entry->produces_image;
     const bool verify = spec.verify && want_image;
     const bool keep_image = want_image && !spec.image_path.empty() && spec.sink.rfind("file:", 0) != 0;
+    const bool restoring = want_image && !spec.restore.empty();
     TeeSink* tee = nullptr;
-    if ((verify || keep_image) && !sink->readable()) {
+    if ((verify || keep_image || restoring) && !sink->readable()) {
       auto t = std::make_unique<TeeSink>(std::move(sink), capacity);
       tee = t.get();
       sink = std::move(t);
@@ -428,9 +452,16 @@ RunResult run_once(const RunSpec& spec) {
     }
 
     uint64_t nonzero_pages = 0;
-    if (want_image && (verify || keep_image)) {
+    std::string restore_path;  // the image file the restore phase reads
+    bool restore_path_is_temp = false;
+    if (want_image && (verify || keep_image || restoring)) {
       std::vector<uint8_t> bytes = sink->read_back();
       if (keep_image) write_file(spec.image_path, bytes);
+      if (restoring) {
+        restore_path = keep_image ? spec.image_path : restore_temp_path(spec);
+        restore_path_is_temp = !keep_image;
+        if (!keep_image) write_file(restore_path, bytes);
+      }
       if (verify) {
         try {
           FlatImage flat = flatten_image(bytes);
@@ -453,6 +484,16 @@ RunResult run_once(const RunSpec& spec) {
       res.status = RunStatus::kFailed;
       res.reason = "verify failed: " + res.verify_detail;
     }
+    if (restoring && res.status == RunStatus::kOk) {
+      // The snapshot's memory is given back first: the restore maps a region of its own.
+      running.reset();
+      reference.reset();
+      sink.reset();
+      region_owner.reset();
+      run_restore(spec, res, restore_path);
+      if (!res.restore_notes.empty()) res.notes += (res.notes.empty() ? "" : ";") + res.restore_notes;
+    }
+    if (restore_path_is_temp) ::unlink(restore_path.c_str());
   } catch (const UsageError&) {
     throw;
   } catch (const UnsupportedError& e) {

@@ -38,6 +38,12 @@ struct RunSpec {
   bool skip_memory_check = false;      // run even when the run needs more memory than is available
   std::string image_path;              // keep the image here (file sink, or a copy of the stream)
   ParamAssignments params;             // --set values, by unit
+  // The restore phase (harness/restore_run.cpp): after the snapshot, its image restored with this
+  // restore strategy ("" = none) while a workload with this access mix runs for the window.
+  std::string restore;
+  std::string restore_access = "read";  // read | write | mix:F (F = share of reads)
+  std::string restore_cache = "warm";   // warm | cold (the image dropped from the page cache first)
+  double restore_window_s = 1.0;
 };
 
 enum class RunStatus { kOk, kUnsupported, kFailed };
@@ -72,6 +78,17 @@ struct RunResult {
   std::string verify_detail;
   std::string params;                  // resolved parameter values
   std::string notes;                   // strategy-specific key=value;...
+  // The restore phase's columns (empty in a row without --restore; -1 = not reached in the window).
+  double restore_index_s = 0;          // building the image's page index (one pass over the file)
+  double resume_s = 0;                 // restore start until the workload may run
+  double ready_s = -1;                 // until its rate is back to 90 % of the resident rate
+  double resident_s = -1;              // until every page is in the region
+  uint64_t restore_faults = 0, restore_read_bytes = 0, restore_extra_bytes = 0;
+  double access_p50_us = 0, access_p99_us = 0, access_p999_us = 0, access_max_us = 0;
+  uint64_t restore_accesses = 0;
+  double restore_ops_s = 0, resident_ops_s = 0;
+  std::string restore_verified = "off";  // pass | fail | off
+  std::string restore_notes;
 };
 
 // Checks every --set unit and value against the unit's declared parameters (UsageError if bad).

@@ -10,6 +10,8 @@
 #include "core/sink.h"
 #include "core/units.h"
 #include "harness/csv.h"
+#include "harness/restore_run.h"
+#include "restore/restore.h"
 #include "strategies/strategy.h"
 #include "strategies/tracking/tracker.h"
 #include "workloads/workload.h"
@@ -83,6 +85,7 @@ constexpr int kMaxWriters = 256;        // the threads workload's limit
 constexpr int kMaxNumaNode = 4095;      // above any node id Linux hands out (existence is checked at run time)
 constexpr double kMaxWarmupS = 86400;   // a day: longer is a typo, not a warm-up
 constexpr double kMaxTimeLimitS = 30 * 86400.0;  // a month: no benchmark run here is meant to last longer
+constexpr double kMaxRestoreWindowS = 3600;
 
 }  // namespace
 
@@ -217,6 +220,47 @@ const std::vector<SpecField>& spec_fields() {
                "stream, fork-cow's copy-on-write worst case), which is otherwise refused before it starts",
        .apply = [](S& s, W v, W where) { s.skip_memory_check = parse_bool(v, where); },
        .show = [](const S& s) { return std::string(s.skip_memory_check ? "on" : "off"); }},
+      // The restore phase (issue 24): a block of its own, its columns at the end of the CSV.
+      {.key = "restore", .flag = "--restore",
+       .help = one_of("after the snapshot, restore its image into a fresh region with this restore strategy and "
+                      "run the workload on it (\"\": no restore)", restore_registry().names(" | ")),
+       .apply =
+           [](S& s, W v, W where) {
+             if (!v.empty() && !restore_registry().find(v))
+               throw UsageError(where + ": unknown restore strategy '" + v + "' (known: " + restore_registry().names() + ")");
+             s.restore = v;
+           },
+       .show = [](const S& s) { return s.restore; },
+       .column = "restore", .column_help = "restore strategy of the restore phase (" + restore_registry().names() +
+                                           "); empty for a snapshot-only row",
+       .column_value = [](R r) { return r.spec.restore; }, .old_value = ""},
+      {.key = "restore_access", .flag = "--restore-access",
+       .help = "access mix of the workload after a restore: read | write | mix:F (F = share of reads)",
+       .apply =
+           [](S& s, W v, W where) {
+             parse_restore_access(v, where);
+             s.restore_access = v;
+           },
+       .show = [](const S& s) { return s.restore_access; },
+       .column = "restore_access", .column_help = "access mix after the restore (read, write, mix:F); empty without --restore",
+       .column_value = [](R r) { return r.spec.restore.empty() ? std::string() : r.spec.restore_access; }, .old_value = ""},
+      {.key = "restore_cache", .flag = "--restore-cache",
+       .help = "the image's page cache before a restore: warm | cold (dropped with posix_fadvise DONTNEED)",
+       .apply =
+           [](S& s, W v, W where) {
+             if (v != "warm" && v != "cold") throw UsageError(where + ": expected warm or cold, got '" + v + "'");
+             s.restore_cache = v;
+           },
+       .show = [](const S& s) { return s.restore_cache; },
+       .column = "restore_cache", .column_help = "page cache of the image before the restore (warm|cold); empty without --restore",
+       .column_value = [](R r) { return r.spec.restore.empty() ? std::string() : r.spec.restore_cache; }, .old_value = ""},
+      {.key = "restore_window", .flag = "--restore-window",
+       .help = "seconds the workload runs on the region being restored (0.01.." + number_text(kMaxRestoreWindowS) + ")",
+       .apply = [](S& s, W v, W where) { s.restore_window_s = parse_number(v, 0.01, kMaxRestoreWindowS, where); },
+       .show = [](const S& s) { return number_text(s.restore_window_s); },
+       .column = "restore_window_s", .column_help = "seconds the workload ran on the region being restored; empty without --restore",
+       .column_value = [](R r) { return r.spec.restore.empty() ? std::string() : csv_number(r.spec.restore_window_s); },
+       .old_value = ""},
       {.key = "seed", .flag = "--seed", .identity = false, .help = "seed of region content and access pattern",
        .apply = [](S& s, W v, W where) { s.seed = parse_u64(v, where); },
        .show = [](const S& s) { return std::to_string(s.seed); },
