@@ -14,9 +14,9 @@ import os
 import random
 import sys
 
-# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 6).
+# The exact header of the real CSV, in order (harness/csv.cpp, `snapbench columns`, schema_version 7).
 COLUMNS = [
-    "schema_version", "strategy", "tracker", "workload", "pattern", "writers", "region_bytes", "populate",
+    "schema_version", "strategy", "tracker", "workload", "accel", "pattern", "writers", "region_bytes", "populate",
     "thp", "numa_node", "rate", "rate_target_pages_s", "rate_before_pages_s", "rate_during_pages_s", "sink",
     "bandwidth_bytes_s", "warmup_s", "fsync", "verify", "seed", "rep", "status", "reason", "params", "image_bytes",
     "nonzero_rss_bytes", "pages_saved", "unique_pages", "duplicate_pages", "zero_pages", "image_ratio",
@@ -95,7 +95,7 @@ def row_for(strategy, tracker, params, rate_mib, rep, rng):
     target = rate_mib * (1 << 20) / PAGE
     r = {c: "" for c in COLUMNS}
     r.update({
-        "schema_version": 6, "strategy": strategy, "tracker": tracker, "workload": "threads", "pattern": "uniform",
+        "schema_version": 7, "strategy": strategy, "tracker": tracker, "workload": "threads", "accel": "", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": f"{rate_mib}MiB/s", "rate_target_pages_s": f"{target:.9g}",
         "rate_before_pages_s": f"{target * rng.uniform(0.995, 1.0):.9g}",
@@ -179,7 +179,7 @@ def unsupported_row():
               "write_before_p99_us", "extra_rss_bytes", "rate_before_pages_s", "rate_during_pages_s"):
         r[c] = 0
     r.update({
-        "schema_version": 6, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "pattern": "uniform",
+        "schema_version": 7, "strategy": "precopy", "tracker": "soft-dirty", "workload": "threads", "accel": "", "pattern": "uniform",
         "writers": WRITERS, "region_bytes": REGION_BYTES, "populate": 1, "thp": "off", "numa_node": -1,
         "rate": "64MiB/s", "rate_target_pages_s": 16384, "sink": "null", "bandwidth_bytes_s": BANDWIDTH,
         "warmup_s": 0.5, "fsync": 0, "verify": 1, "seed": 1, "rep": 0, "status": "unsupported",

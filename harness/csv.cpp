@@ -58,6 +58,7 @@ const std::vector<CsvColumn>& csv_columns() {
       spec_column("strategy"),
       spec_column("tracker"),
       spec_column("workload"),
+      {"accel", "qemu workload: the accelerator QEMU ran with, kvm or tcg (under TCG every time, rate and latency is an emulated CPU's); empty for the other workloads (a CSV without this column: empty)", [](const RunResult& r) { return r.accel; }},
       spec_column("pattern"),
       spec_column("writers"),
       spec_column("mem"),

@@ -10,7 +10,7 @@
 
 namespace snap {
 
-constexpr int kSchemaVersion = 6;  // 2: the workload column; 3: fsync and verify; 4: host, kernel, cpu_model; 5: calib_bytes_s; 6: the restore columns
+constexpr int kSchemaVersion = 7;  // 2: the workload column; 3: fsync and verify; 4: host, kernel, cpu_model; 5: calib_bytes_s; 6: the restore columns; 7: accel
 
 struct CsvColumn {
   std::string name;     // units in the name: _bytes, _s, _us, _pages_s

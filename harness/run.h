@@ -55,6 +55,7 @@ struct RunResult {
   RunStatus status = RunStatus::kOk;
   std::string reason;
   std::string tracker;                 // resolved tracker ("" when none)
+  std::string accel;                   // qemu workload: the accelerator QEMU ran with (kvm | tcg); else ""
   double rate_target_pages_s = 0;      // -1 = max
   double rate_before_pages_s = 0;      // achieved during warm-up
   double rate_during_pages_s = 0;      // achieved during the snapshot

@@ -34,6 +34,8 @@ constexpr uint32_t kMultibootMagic = 0x2badb002;
 constexpr uint32_t kVmmMagic = 0x534e4150;  // "SNAP"
 
 // ---- Ports (an OUT of 32 bits; a machine without a handler ignores them) -----------------------
+// Only a VMM that handles them gets the sleep and idle requests (ControlHeader::vmm_ports): to one
+// without a handler (QEMU) each OUT is an exit doing nothing, so the guest would spin on them.
 constexpr uint16_t kPortSleep = 0x5b0;  // value: TSC ticks to sleep for (low 32 bits of the request
                                         // are in VcpuBlock::sleep_ticks; the OUT value is ignored)
 constexpr uint16_t kPortReady = 0x5b1;  // value: the vCPU's number, once it runs its write loop
@@ -49,7 +51,7 @@ constexpr uint32_t kPhaseMask = 3;
 constexpr uint32_t kGenerationStep = 4;
 
 constexpr uint64_t kControlMagic = 0x4c52544350414e53ull;  // "SNAPCTRL"
-constexpr uint32_t kControlVersion = 1;
+constexpr uint32_t kControlVersion = 2;  // 2: vmm_ports
 
 // The header page at kControlGpa, host-written: set before the vCPUs start and never changed after,
 // except `control`.
@@ -67,6 +69,9 @@ struct alignas(4096) ControlHeader {
   uint32_t idle;                // 1: never write (rate 0), halt instead
   uint32_t unpaced;             // 1: write as fast as possible, sampling the latency
   uint64_t sample_seed;         // seeds the random gaps between timed writes (unpaced)
+  // 1: the VMM handles kPortSleep and kPortIdle (the in-tree VMM). 0 (QEMU): the idle guest halts
+  // at CPL 0 before its write loop and a paced one waits by spinning on the TSC, without exits.
+  uint32_t vmm_ports;
   alignas(64) uint32_t control;  // phase | generation (see kPhaseMask)
 };
 

@@ -27,6 +27,7 @@ void fill_control(ControlHeader& h, VcpuBlock* blocks, const ControlSettings& s)
   h.min_sleep_ticks = uint64_t(s.tsc_hz * kMinSleepS);
   h.stall_min_ticks = uint64_t(s.tsc_hz * kStallMinS);
   h.sample_seed = s.sample_seed;
+  h.vmm_ports = s.vmm_ports ? 1 : 0;
   h.control = 0;
   for (uint32_t i = 0; i < h.vcpus; ++i) blocks[i].plan = s.plans[i];
 }

@@ -15,6 +15,7 @@ struct ControlSettings {
   double rate_pages = 0;           // total pages/s; kRateMax: unpaced; 0: idle
   double tsc_hz = 0;               // the guest's TSC frequency
   uint64_t sample_seed = 1;
+  bool vmm_ports = true;           // the VMM handles the sleep and idle ports (guest_abi.h)
 };
 
 // Writes the header and each vCPU's plan; `blocks` are the VcpuBlocks that follow the header.

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/histogram_layout.h"
 #include "workloads/kvm/guest_control.h"
+#include "workloads/qemu/host_tsc.h"
 #include "workloads/pattern_kit.h"
 
 extern "C" const unsigned char snap_guest_elf_start[];
@@ -55,7 +56,7 @@ QemuGuest::QemuGuest(Region& region, const QemuGuestOptions& o) : region_(region
   if (region.fd() < 0) throw std::logic_error("the qemu workload needs a shared region");
   if (region.bytes() % (2 << 20)) throw UsageError("--mem: the qemu workload needs a multiple of 2 MiB");
   if (region.bytes() > guest::kMaxDataBytes) throw UsageError("--mem: the guest maps at most 60 GiB of data");
-  if (o.accel != "kvm" && o.accel != "tcg") throw UsageError("--set qemu.accel: kvm or tcg");
+  if (o.accel != "kvm" && o.accel != "tcg" && o.accel != "auto") throw UsageError("--set qemu.accel: kvm, tcg or auto");
   GuestElfFile elf;
   QemuVmOptions v;
   v.binary = o.binary;
@@ -71,12 +72,18 @@ QemuGuest::QemuGuest(Region& region, const QemuGuestOptions& o) : region_(region
   v.data_bytes = region.bytes();
   vm_ = std::make_unique<QemuVm>(v);
 
-  // The guest's TSC frequency (its clock for pacing and latencies), from QEMU's CPU object.
-  const auto cpus = vm_->execute("query-cpus-fast");
-  if (!cpus.is_array() || cpus.empty()) throw std::runtime_error("QEMU lists no CPU");
-  const auto hz = vm_->execute("qom-get", {{"path", cpus[0].value("qom-path", "")}, {"property", "tsc-frequency"}});
-  tsc_hz_ = hz.is_number() ? hz.get<double>() : 0;
-  if (!(tsc_hz_ > 0)) throw std::runtime_error("QEMU reports no TSC frequency for its vCPU");
+  // The guest's TSC frequency (its clock for pacing and latencies). Under KVM, QEMU's CPU object
+  // has it (KVM's); under TCG that property is 0 and a mere label, and the guest's rdtsc reads the
+  // host's TSC (QEMU's cpu_get_host_ticks), so it is the host's, measured.
+  if (vm_->accel() == "tcg") {
+    tsc_hz_ = measure_host_tsc_hz();
+  } else {
+    const auto cpus = vm_->execute("query-cpus-fast");
+    if (!cpus.is_array() || cpus.empty()) throw std::runtime_error("QEMU lists no CPU");
+    const auto hz = vm_->execute("qom-get", {{"path", cpus[0].value("qom-path", "")}, {"property", "tsc-frequency"}});
+    tsc_hz_ = hz.is_number() ? hz.get<double>() : 0;
+    if (!(tsc_hz_ > 0)) throw std::runtime_error("QEMU reports no TSC frequency for its vCPU");
+  }
 
   guest::ControlSettings s;
   s.plans.push_back(plan_pattern(o.pattern, region.pages(), o.seed, 0, 1));
@@ -84,6 +91,7 @@ QemuGuest::QemuGuest(Region& region, const QemuGuestOptions& o) : region_(region
   s.rate_pages = o.rate_pages;
   s.tsc_hz = tsc_hz_;
   s.sample_seed = o.seed;
+  s.vmm_ports = false;  // QEMU has no handler for the guest's sleep and idle ports
   std::memset(vm_->guest_ram() + guest::kControlGpa, 0, guest::control_bytes(1));
   guest::fill_control(header(), &block(0), s);
   vm_->cont();

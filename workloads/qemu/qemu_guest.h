@@ -19,7 +19,7 @@ namespace snap::qemu {
 
 struct QemuGuestOptions {
   std::string binary = kDefaultQemu;
-  std::string accel = "kvm";          // kvm | tcg
+  std::string accel = "auto";         // kvm | tcg | auto (kvm when /dev/kvm opens, else tcg)
   // QEMU's -bios: qboot (shipped with QEMU) boots the multiboot guest in ~2 s here against ~15 s for
   // SeaBIOS, whose real-mode code nested KVM emulates slowly; "" = QEMU's default (SeaBIOS).
   std::string firmware = "qboot.rom";
@@ -47,6 +47,9 @@ class QemuGuest {
   QemuVm& vm() { return *vm_; }
   Region& region() { return region_; }
   double tsc_hz() const { return tsc_hz_; }
+  // Where tsc_hz came from: "qemu" (KVM's, via QEMU's tsc-frequency) or "host" (measured: TCG).
+  const char* tsc_source() const { return vm_->accel() == "tcg" ? "host" : "qemu"; }
+  const std::string& accel() const { return vm_->accel(); }
 
   void set_phase(int phase);  // the guest's latency/count phase (0 warm-up, 1 snapshot, 2 after)
   void pause();               // QMP stop (idempotent)

@@ -10,6 +10,7 @@
 #include "core/region.h"
 #include "workloads/qemu/guest_ram_copy.h"
 #include "workloads/qemu/stamp_check.h"
+#include "workloads/workload.h"
 
 namespace snap::qemu {
 
@@ -48,6 +49,43 @@ void check_background(const GuestRamCopy& ram, const RamBlock& data, const Regio
   r.verified = bad ? "fail" : "stamps";
   r.verify_detail = bad ? std::to_string(bad) + " pages fail the stamps check; first: " + first
                         : std::to_string(ram.pages()) + " pages saved once each, every slot set-up content or the page's own stamp";
+}
+
+// The newest stamp of page `index` in `page` (its seq, the writer's count in the high bits), 0 if none.
+uint64_t newest_stamp(const uint8_t* page, uint64_t index) {
+  uint64_t newest = 0;
+  for (size_t slot = 0; slot < 255; ++slot) {
+    uint64_t seq, idx;
+    std::memcpy(&seq, page + slot * 16, 8);
+    std::memcpy(&idx, page + slot * 16 + 8, 8);
+    if (idx == index && stamp_offset(seq) == slot * 16 && seq > newest) newest = seq;
+  }
+  return newest;
+}
+
+// Names the pages of a failed precopy comparison (up to 8) with the write each copy holds: a copy
+// that is an intact but older version of its page is a lost dirty page (the write after the page's
+// last save never reached the stream), not a parser or rebuild fault, which would tear or misplace.
+// Sets `all_stale` when every differing page is such a version.
+std::string describe_differences(const GuestRamCopy& ram, const Region& region, bool& all_stale) {
+  std::vector<uint8_t> initial(kTargetPageSize);
+  std::string out;
+  uint64_t named = 0;
+  all_stale = true;
+  for (uint64_t i = 0; i < ram.pages(); ++i) {
+    const uint8_t* mem = region.base() + i * kTargetPageSize;
+    if (std::memcmp(ram.page(i), mem, kTargetPageSize) == 0) continue;
+    region_initial_page(region.options(), i, initial.data());
+    const uint64_t saved = newest_stamp(ram.page(i), i), now = newest_stamp(mem, i);
+    const bool stale = check_page_stamps(ram.page(i), i, initial.data()).empty() && saved < now;
+    all_stale = all_stale && stale;
+    if (named++ < 8)
+      out += std::string(out.empty() ? "" : ", ") + std::to_string(i) + " (saved " + std::to_string(ram.saves(i)) +
+             "x, image has write " + std::to_string(saved >> 8) + ", memory " + std::to_string(now >> 8) +
+             (stale ? ": an older intact version)" : ": not an older version of the page)");
+  }
+  if (named > 8) out += ", ...";
+  return "pages " + out;
 }
 
 }  // namespace
@@ -114,6 +152,13 @@ QemuSnapshotResult qemu_snapshot(QemuGuest& guest, const QemuSnapshotRequest& re
       RamCompare c = ram.compare_with_memory(region.base(), region.bytes());
       r.verified = c.pass ? "pass" : "fail";
       r.verify_detail = c.message;
+      if (!c.pass && c.pages_differing) {
+        bool all_stale = false;
+        r.verify_detail += "; " + describe_differences(ram, region, all_stale);
+        if (all_stale && guest.accel() == "tcg")
+          r.verify_detail += "; lost dirty pages: QEMU before 9.0 misses TCG stores in its migration dirty bitmap "
+                             "(upstream commit 03bfc2188f, README: Verification)";
+      }
     } else {
       check_background(ram, r.data, region, r);
     }

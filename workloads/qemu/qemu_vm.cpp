@@ -12,15 +12,29 @@
 
 namespace snap::qemu {
 
+std::string kvm_unavailable_reason() {
+  const int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return std::string("/dev/kvm: ") + std::strerror(errno);
+  close(fd);
+  return "";
+}
+
+std::string resolve_accel(const std::string& asked) {
+  if (asked != "auto") return asked;
+  return kvm_unavailable_reason().empty() ? "kvm" : "tcg";
+}
+
+std::string test_accel() {
+  const char* env = std::getenv("SNAPBENCH_QEMU_ACCEL");
+  return resolve_accel(env && *env ? env : "auto");
+}
+
 std::string qemu_unavailable_reason(const std::string& binary, const std::string& accel) {
   QemuBinary b;
   std::string why;
   if (!find_qemu(binary, b, why)) return why + " (Debian package qemu-system-x86)";
-  if (accel == "kvm") {
-    const int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) return std::string("/dev/kvm: ") + std::strerror(errno) + " (QEMU needs KVM; TCG only when asked)";
-    close(fd);
-  }
+  if (accel == "kvm")
+    if (std::string k = kvm_unavailable_reason(); !k.empty()) return k + " (qemu.accel=kvm needs KVM; auto picks tcg)";
   return "";
 }
 
@@ -28,12 +42,14 @@ QemuVm::QemuVm(const QemuVmOptions& o) {
   QemuBinary bin;
   std::string why;
   if (!find_qemu(o.binary, bin, why)) throw std::runtime_error(why);
+  accel_ = resolve_accel(o.accel);
+  if (accel_ != "kvm" && accel_ != "tcg") throw std::invalid_argument("QEMU accelerator '" + o.accel + "': kvm, tcg or auto");
   char tmpl[] = "/tmp/snapbench-qemu-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error(std::string("mkdtemp for the QMP socket: ") + std::strerror(errno));
   dir_ = tmpl;
   const std::string sock = dir_ + "/qmp.sock";
-  std::string accel = o.accel;
-  if (o.accel == "kvm" && o.dirty_ring_size > 0) accel += ",dirty-ring-size=" + std::to_string(o.dirty_ring_size);
+  std::string accel = accel_;
+  if (accel_ == "kvm" && o.dirty_ring_size > 0) accel += ",dirty-ring-size=" + std::to_string(o.dirty_ring_size);
   const std::string mib = std::to_string((o.mem_bytes + (1 << 20) - 1) >> 20) + "M";
   std::string machine = "pc";
   std::vector<int> pass_fds;

@@ -17,7 +17,7 @@ struct QemuVmOptions {
   std::string binary = kDefaultQemu;   // a name searched on PATH, or a path
   uint64_t mem_bytes = 64ull << 20;    // -m (rounded up to MiB)
   int smp = 1;                         // -smp
-  std::string accel = "kvm";           // kvm | tcg
+  std::string accel = "auto";          // kvm | tcg | auto (resolve_accel)
   uint32_t dirty_ring_size = 0;        // kvm: KVM dirty ring entries per vCPU (0: dirty bitmap)
   std::string kernel;                  // a multiboot/PVH ELF for -kernel; empty: firmware only (SeaBIOS idles)
   std::string append;                  // -append (the kernel command line)
@@ -44,8 +44,18 @@ constexpr const char* kSharedRamBlock = "snapbench-ram";
 constexpr const char* kDataRamBlock = "snapbench-data";
 constexpr uint64_t kDataGpa = 1ull << 32;
 
-// Can this machine run QEMU with the given accelerator? Empty when yes, else the reason.
+// Can this machine run QEMU with the given accelerator (kvm, tcg, or auto: whichever
+// resolve_accel picks)? Empty when yes, else the reason.
 std::string qemu_unavailable_reason(const std::string& binary, const std::string& accel);
+
+// "" when /dev/kvm opens read-write, else why not ("/dev/kvm: No such file or directory").
+std::string kvm_unavailable_reason();
+
+// The accelerator to run: kvm or tcg as asked; auto = kvm when /dev/kvm opens, else tcg.
+std::string resolve_accel(const std::string& asked);
+
+// The accelerator the QEMU tests use on this machine: $SNAPBENCH_QEMU_ACCEL if set, else auto.
+std::string test_accel();
 
 class QemuVm {
  public:
@@ -71,12 +81,15 @@ class QemuVm {
   uint64_t guest_ram_bytes() const { return ram_bytes_; }
   QemuProcess& process() { return *process_; }
   const std::vector<std::string>& command_line() const { return argv_; }
+  // The accelerator QEMU runs with: kvm or tcg (auto resolved).
+  const std::string& accel() const { return accel_; }
   // Throws runtime_error with QEMU's exit and last stderr line if it is no longer running.
   void check_alive();
 
  private:
   std::string dir_;  // private temporary directory for the QMP socket
   std::vector<std::string> argv_;
+  std::string accel_;
   std::unique_ptr<QemuProcess> process_;
   std::unique_ptr<QmpClient> qmp_;
   int ram_fd_ = -1;

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/region.h"
 #include "core/sink.h"
+#include "harness/csv.h"
 #include "harness/run.h"
 #include "strategies/strategy.h"
 #include "workloads/workload.h"
@@ -24,13 +25,19 @@ namespace {
 // kvm-dirty-ring tracker's own default).
 constexpr uint32_t kDefaultDirtyRing = 4096;
 
-// Unsupported before anything starts: a strategy without a QEMU mechanism, no QEMU, no KVM,
-// more than one writer.
-std::string unsupported_reason(const RunSpec& spec, const ParamValues& wp) {
+// The tracker column of QEMU's precopy under TCG: TCG marks the pages its stores hit in QEMU's own
+// dirty bitmap (no KVM, no tracker of snapbench's), so neither KVM tracker's name fits.
+constexpr const char* kTcgTracker = "qemu-dirty-bitmap";
+
+// Unsupported before anything starts: a strategy without a QEMU mechanism, no QEMU, no KVM when
+// kvm is asked, a KVM tracker under TCG, more than one writer.
+std::string unsupported_reason(const RunSpec& spec, const ParamValues& wp, const std::string& accel) {
   if (spec.strategy != "none")
     if (std::string why = qemu_strategy_unsupported(spec.strategy); !why.empty()) return why;
-  if (std::string why = qemu_unavailable_reason(wp.get_string("binary"), wp.get_string("accel")); !why.empty())
-    return why;
+  if (std::string why = qemu_unavailable_reason(wp.get_string("binary"), accel); !why.empty()) return why;
+  if (accel == "tcg" && spec.strategy == "precopy" && !spec.tracker.empty())
+    return "--tracker " + spec.tracker + ": under TCG (qemu.accel=" + wp.get_string("accel") +
+           ") QEMU's precopy tracks with its own dirty bitmap (tracker " + kTcgTracker + "); leave --tracker out";
   if (spec.writers != 1)
     return "the guest program runs on the boot vCPU only when QEMU's multiboot loader starts it (--writers 1)";
   return "";
@@ -38,11 +45,21 @@ std::string unsupported_reason(const RunSpec& spec, const ParamValues& wp) {
 
 RunResult run_qemu(const RunSpec& spec, const RunResult& resolved, const ParamValues& sp, const ParamValues& wp) {
   RunResult res = resolved;
+  const std::string accel = resolve_accel(wp.get_string("accel"));
+  res.accel = accel;
   // QEMU's precopy tracks with KVM's dirty log or dirty ring itself: the tracker names which one
-  // (the same two the kvm workload offers), and nothing else can track inside QEMU.
+  // (the same two the kvm workload offers), and nothing else can track inside QEMU. Under TCG it is
+  // QEMU's own bitmap.
   uint32_t dirty_ring = uint32_t(wp.get_int("dirty_ring"));
   res.tracker.clear();
-  if (spec.strategy == "precopy") {
+  if (spec.strategy == "precopy" && !spec.tracker.empty() && spec.tracker != "kvm-dirty-log" &&
+      spec.tracker != "kvm-dirty-ring")
+    throw UsageError("--tracker " + spec.tracker + ": QEMU's precopy tracks with KVM's dirty log or dirty ring itself "
+                     "(kvm-dirty-log, kvm-dirty-ring), under TCG with its own dirty bitmap (no --tracker)");
+  if (spec.strategy == "precopy" && accel == "tcg") {
+    if (dirty_ring != 0) throw UsageError("--set qemu.dirty_ring: KVM's dirty ring, and this run is under TCG");
+    res.tracker = kTcgTracker;
+  } else if (spec.strategy == "precopy") {
     const std::string t = !spec.tracker.empty() ? spec.tracker : dirty_ring ? "kvm-dirty-ring" : "kvm-dirty-log";
     if (t == "kvm-dirty-ring") {
       if (dirty_ring == 0) dirty_ring = kDefaultDirtyRing;
@@ -60,7 +77,7 @@ RunResult run_qemu(const RunSpec& spec, const RunResult& resolved, const ParamVa
   if (res.region_bytes % (2 << 20)) throw UsageError("--mem: the qemu workload needs a multiple of 2 MiB");
   if (!spec.image_path.empty())
     throw UsageError("--image: the qemu workload's image is QEMU's migration stream; keep it with --sink file:PATH");
-  if (std::string why = unsupported_reason(spec, wp); !why.empty()) {
+  if (std::string why = unsupported_reason(spec, wp, accel); !why.empty()) {
     res.status = RunStatus::kUnsupported;
     res.reason = why;
     return res;
@@ -74,7 +91,7 @@ RunResult run_qemu(const RunSpec& spec, const RunResult& resolved, const ParamVa
     Region region(ro);
     QemuGuestOptions go;
     go.binary = wp.get_string("binary");
-    go.accel = wp.get_string("accel");
+    go.accel = accel;
     go.firmware = wp.get_string("firmware");
     go.dirty_ring = dirty_ring;
     go.boot_timeout_s = wp.get_double("boot_timeout_s");
@@ -131,7 +148,7 @@ RunResult run_qemu(const RunSpec& spec, const RunResult& resolved, const ParamVa
     }
     if (spec.strategy == "none") {
       res.nonzero_rss_bytes = region.count_nonzero_pages() * kPageSize;
-      res.notes = "qemu_accel=" + go.accel;
+      res.notes = "qemu_accel=" + go.accel + ";tsc_hz=" + csv_number(guest.tsc_hz()) + ";tsc_from=" + guest.tsc_source();
       return res;
     }
     res.image.image_bytes = snap.bytes.total;
@@ -147,7 +164,8 @@ RunResult run_qemu(const RunSpec& spec, const RunResult& resolved, const ParamVa
     res.converged = snap.converged;
     res.verified = snap.verified;
     res.verify_detail = snap.verify_detail;
-    res.notes = snap.notes + ";qemu_accel=" + go.accel + (go.accel == "tcg" ? ";tcg=1" : "") +
+    res.notes = snap.notes + ";qemu_accel=" + go.accel + ";tsc_hz=" + csv_number(guest.tsc_hz()) +
+                ";tsc_from=" + guest.tsc_source() +
                 ";qemu_firmware=" + (go.firmware.empty() ? "default" : go.firmware) +
                 ";qemu_dirty_ring=" + std::to_string(go.dirty_ring);
     if (res.verified == "fail") {
@@ -181,7 +199,9 @@ const WorkloadEntry& qemu_workload() {
       "(stop+migrate, precopy, background-snapshot); --bandwidth is QEMU's max-bandwidth",
       {
           {"binary", ParamSpec::Type::kString, kDefaultQemu, 0, 0, "QEMU binary: a name searched on PATH, or a path"},
-          {"accel", ParamSpec::Type::kString, "kvm", 0, 0, "accelerator (tcg only when asked; noted)", {"kvm", "tcg"}},
+          {"accel", ParamSpec::Type::kString, "auto", 0, 0,
+           "accelerator: auto = kvm when /dev/kvm opens, else tcg (the CSV's accel column says which ran)",
+           {"auto", "kvm", "tcg"}},
           {"firmware", ParamSpec::Type::kString, "qboot.rom", 0, 0,
            "QEMU's -bios: qboot.rom boots the guest in ~2 s, SeaBIOS (empty value: QEMU's default) in ~15 s"},
           {"dirty_ring", ParamSpec::Type::kInt, "0", 0, 65536,
@@ -191,7 +211,7 @@ const WorkloadEntry& qemu_workload() {
           {"timeout_s", ParamSpec::Type::kDouble, "600", 1, 86400, "seconds for QEMU's migration to complete"},
       },
       [] {
-        const std::string why = qemu_unavailable_reason(kDefaultQemu, "kvm");
+        const std::string why = qemu_unavailable_reason(kDefaultQemu, "auto");
         return why.empty() ? Support::yes() : Support::no(why);
       },
       [](Region&, const WorkloadOptions&, const ParamValues&) -> std::unique_ptr<Workload> {

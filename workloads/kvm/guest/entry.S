@@ -104,6 +104,13 @@ long_common:
   leaq stacks(%rip), %rsp
   addq %rax, %rsp
   fninit
+  /* An idle guest of a VMM without the guest's ports halts in here (main.cpp); EDI survives. Two
+     pushes keep RSP 16-byte aligned at the call. */
+  pushq %rdi
+  pushq %rdi
+  call guest_halt_if_idle
+  popq %rdi
+  popq %rdi
   /* Drop to CPL 3 for good: a KVM that emulates supervisor code (the nested one here does, at
      ~4 us an instruction) runs user code natively. IOPL 3 lets the loop use its I/O ports; IF stays
      clear (a loader may leave a timer interrupt unmasked and there is no IDT). Nothing returns to

@@ -131,11 +131,16 @@ class Writer {
   }
 
   // A token bucket on the TSC: the schedule advances one interval per write and may lag at most
-  // burst_ticks behind. Waiting is a sleep request to the VMM, never a spin (the vCPUs share the
-  // host's CPUs with the saver): a wait shorter than min_sleep_ticks sleeps that long and the
-  // writes owed are made up right after, within the burst allowance.
+  // burst_ticks behind (as the host writers: a writer stalled longer, by a fault, a pause or a
+  // preempted vCPU, loses those writes instead of catching up at full speed afterwards, so a stall
+  // shows as a lower achieved rate and no unpaced burst follows it). With the VMM's ports, waiting
+  // is a sleep request, never a spin (the vCPUs share the host's CPUs with the saver): a wait
+  // shorter than min_sleep_ticks sleeps that long and the writes owed are made up right after,
+  // within the burst allowance. Without them (QEMU, where every OUT is a round trip through QEMU's
+  // global lock that sleeps nothing) the vCPU spins on the TSC as a real guest's busy wait would.
   [[noreturn]] void run_paced() {
     const uint64_t interval = h_.interval_ticks, burst = h_.burst_ticks, min_sleep = h_.min_sleep_ticks;
+    const bool ports = h_.vmm_ports != 0;
     uint64_t next = rdtsc();
     for (;;) {
       uint64_t now = rdtsc();
@@ -144,6 +149,10 @@ class Writer {
         if (next < now) next = now;  // a pause or phase change forgives the debt: no catch-up burst
       }
       if (now < next) {
+        if (!ports) {
+          cpu_relax();
+          continue;
+        }
         const uint64_t wait = next - now;
         store(me_.sleep_ticks, wait > min_sleep ? wait : min_sleep);
         bump(me_.sleeps);
@@ -219,6 +228,18 @@ template <uint32_t Kind>
 }
 
 }  // namespace
+
+// Called at CPL 0 just before the drop to CPL 3 (entry.S): without the VMM's ports there is no way to
+// park from CPL 3 without exits, so an idle guest (rate 0: it never writes) reports ready and halts
+// here for good, with interrupts off; QEMU's stop and cont leave a halted vCPU halted. Returns in
+// every other case, and on a bad control block, which guest_main then reports.
+extern "C" void guest_halt_if_idle(uint32_t vcpu) {
+  ControlHeader& h = *reinterpret_cast<ControlHeader*>(kControlGpa);
+  if (load(h.magic) != kControlMagic || h.version != kControlVersion) return;
+  if (h.vmm_ports || !h.idle || vcpu >= h.vcpus || vcpu >= kMaxVcpus) return;
+  store(reinterpret_cast<VcpuBlock*>(vcpu_block_gpa(vcpu))->ready, 1u);
+  for (;;) asm volatile("cli\n\thlt" ::: "memory");
+}
 
 extern "C" [[noreturn]] void guest_main(uint32_t vcpu) {
   ControlHeader& h = *reinterpret_cast<ControlHeader*>(kControlGpa);
