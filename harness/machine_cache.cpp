@@ -66,7 +66,11 @@ std::string machine_cache_dir() {
 std::string machine_cache_file(bool quick) {
   const std::string dir = machine_cache_dir();
   if (dir.empty()) return "";
-  return dir + (quick ? "/machine-profile-quick.json" : "/machine-profile.json");
+  // The schema is in the name from schema 2 on: two builds of different schemas on one machine (the
+  // A/B regression gate runs the base and this tree interleaved) would otherwise each find the other's
+  // profile stale and measure anew before every run.
+  const std::string schema = kMachineProfileSchema > 1 ? "-v" + std::to_string(kMachineProfileSchema) : "";
+  return dir + "/machine-profile" + (quick ? "-quick" : "") + schema + ".json";
 }
 
 std::string store_machine_profile(const nlohmann::json& profile) {

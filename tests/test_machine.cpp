@@ -98,7 +98,7 @@ TEST(MachineProfile, QuickProfileHoldsOnAnyLinux) {
   for (const auto& e : std::filesystem::directory_iterator(tmp.path))
     EXPECT_FALSE(starts_with(e.path().filename().string(), "snapbench-machine-")) << e.path();
   // `snapbench machine` refreshed the cache with what it measured.
-  EXPECT_EQ(read_json(tmp / "cache/machine-profile-quick.json"), p);
+  EXPECT_EQ(read_json(tmp / "cache/machine-profile-quick-v" + std::to_string(snap::kMachineProfileSchema) + ".json"), p);
 }
 
 TEST(MachineProfile, JsonToStdoutRoundTrips) {
@@ -125,8 +125,8 @@ TEST(MachineProfile, MatrixMetaCarriesItAndUsesTheCacheTheSecondTime) {
   ASSERT_TRUE(first.contains("machine")) << first.dump();
   check_profile(first["machine"]);
   EXPECT_FALSE(first["machine"].value("from_cache", true));
-  EXPECT_EQ(first["machine"].value("cache_file", ""), cache + "/machine-profile-quick.json");
-  ASSERT_TRUE(std::filesystem::exists(cache + "/machine-profile-quick.json"));
+  EXPECT_EQ(first["machine"].value("cache_file", ""), cache + "/machine-profile-quick-v" + std::to_string(snap::kMachineProfileSchema) + ".json");
+  ASSERT_TRUE(std::filesystem::exists(cache + "/machine-profile-quick-v" + std::to_string(snap::kMachineProfileSchema) + ".json"));
 
   c = run_tiny_matrix(tmp, cache, tmp / "out2");
   ASSERT_EQ(c.rc, 0) << c.out;
@@ -142,14 +142,14 @@ TEST(MachineProfile, CacheOfAnotherBootIsMeasuredAnew) {
   const std::string cache = tmp / "cache";
   auto c = run_tiny_matrix(tmp, cache, tmp / "out1");
   ASSERT_EQ(c.rc, 0) << c.out;
-  json stale = read_json(cache + "/machine-profile-quick.json");
+  json stale = read_json(cache + "/machine-profile-quick-v" + std::to_string(snap::kMachineProfileSchema) + ".json");
   stale["boot_id"] = "00000000-0000-0000-0000-000000000000";
-  std::ofstream(cache + "/machine-profile-quick.json") << stale.dump();
+  std::ofstream(cache + "/machine-profile-quick-v" + std::to_string(snap::kMachineProfileSchema) + ".json") << stale.dump();
   c = run_tiny_matrix(tmp, cache, tmp / "out2");
   ASSERT_EQ(c.rc, 0) << c.out;
   const json meta = read_json(tmp / "out2/meta.json");
   EXPECT_FALSE(meta["machine"].value("from_cache", true));
-  EXPECT_NE(read_json(cache + "/machine-profile-quick.json").value("boot_id", ""), stale["boot_id"].get<std::string>());
+  EXPECT_NE(read_json(cache + "/machine-profile-quick-v" + std::to_string(snap::kMachineProfileSchema) + ".json").value("boot_id", ""), stale["boot_id"].get<std::string>());
 }
 
 TEST(MachineProfile, UnwritableCacheIsANoteAndTheMatrixRuns) {
