@@ -3,7 +3,10 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 namespace snap {
 
@@ -32,6 +35,19 @@ void throw_if_run_stopped() {
   const char* r = g_sticky_reason.load();
   if (!r) r = g_run_reason.load();
   throw RunStopped(r ? r : "stopped");
+}
+
+void sleep_unless_stopped(double seconds) {
+  using clock = std::chrono::steady_clock;
+  const clock::time_point end =
+      clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::max(0.0, seconds)));
+  for (;;) {
+    throw_if_run_stopped();
+    const clock::time_point now = clock::now();
+    if (now >= end) return;
+    const clock::duration step = std::chrono::milliseconds(20);
+    std::this_thread::sleep_for(std::min(clock::duration(end - now), step));
+  }
 }
 
 void register_child_group(pid_t pgid) {

@@ -23,6 +23,8 @@ bool run_stop_sticky();
 void clear_run_stop();
 // Throws RunStopped with the reason when a stop was requested.
 void throw_if_run_stopped();
+// Sleeps `seconds`, in steps of at most 20 ms, throwing RunStopped as soon as a stop is requested.
+void sleep_unless_stopped(double seconds);
 
 // Process groups of live sink commands (at most a few at a time). kill_child_groups() is
 // async-signal-safe: an exit from a signal handler calls it so no command outlives snapbench.

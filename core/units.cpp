@@ -89,8 +89,12 @@ double parse_rate_pages(const std::string& text, const std::string& what) {
 uint64_t parse_bandwidth(const std::string& text, const std::string& what) {
   std::string s = lower(text);
   if (s == "0" || s == "max" || s == "unlimited" || s == "none") return 0;
-  std::string num = s;
-  if (num.size() > 2 && num.compare(num.size() - 2, 2, "/s") == 0) num = num.substr(0, num.size() - 2);
+  // A bandwidth is bytes per second: "1G" alone is a size, and taking it as 1G/s would hide a typo of
+  // another flag's value (as with rates, issue 25 item 8), so the "/s" is required.
+  if (s.size() <= 2 || s.compare(s.size() - 2, 2, "/s") != 0)
+    throw UsageError(what + ": '" + text + "' is a size, not a bandwidth: add the unit of time (e.g. " + text +
+                     "/s), or 0 for no cap");
+  std::string num = s.substr(0, s.size() - 2);
   double v;
   if (!parse_size_impl(num, v) || v < 1 || v > 1e18)  // 1e18 B/s: beyond any device, and fits uint64_t
     throw UsageError(what + ": malformed bandwidth '" + text + "' (expected e.g. 800MiB/s, 1G/s, 0 for no cap)");

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 
 #include "core/error.h"
 #include "core/image.h"
@@ -26,10 +27,22 @@ MemoryNeed run_memory_need(const RunSpec& spec) {
   const StrategyEntry& strategy = strategy_registry().get(spec.strategy);
   const uint64_t region = r.region_bytes;
   const uint64_t pages = region / kPageSize;
-  // The stream of one whole image (records of a page and 16 bytes, a header and a trailer), and what
-  // run_once backs up front for an in-memory stream: two images for a strategy that re-sends pages.
+  // The stream of one whole image (records of a page and 16 bytes, a header and a trailer). A strategy
+  // that re-sends pages (precopy) streams what its passes save: twice the estimate's 1 + q + q² + …
+  // images (the writers may dirty more than the model says), at least the two images run_once backs
+  // up front, at most what its max_records allows.
   const uint64_t one_image = 8192 + pages * (kPageSize + 16);
-  const uint64_t stream = one_image * (strategy.may_save_duplicates ? 2 : 1);
+  uint64_t stream = one_image;
+  if (strategy.may_save_duplicates) {
+    double images = std::max(2.0, 2 * expected_saved_images(spec, r));
+    if (strategy.max_records) {
+      const auto it = spec.params.find(strategy.name);
+      const ParamValues params(strategy.name, strategy.params,
+                               it == spec.params.end() ? std::map<std::string, std::string>{} : it->second);
+      images = std::min(images, double(strategy.max_records(pages, params)) / double(std::max<uint64_t>(pages, 1)));
+    }
+    stream = uint64_t(double(one_image) * images);
+  }
   MemoryNeed need;
   auto add = [&](const char* what, uint64_t bytes) {
     need.bytes += bytes;
@@ -41,12 +54,16 @@ MemoryNeed run_memory_need(const RunSpec& spec) {
   const bool file_sink = spec.sink.rfind("file:", 0) == 0;
   const bool verify = image && spec.verify;
   const bool keep = image && !spec.image_path.empty();
-  if (image && (in_memory_sink || ((verify || keep) && !file_sink))) add("in-memory stream", stream);
+  // The restore phase reads the image from a file, so without a file sink the stream is kept in memory
+  // and read back to write it. Its own region (and an index of 8 bytes a page) is mapped after the
+  // snapshot's region, reference and stream are freed, so it never needs more than the snapshot did.
+  const bool restore = image && !spec.restore.empty();
+  if (image && (in_memory_sink || ((verify || keep || restore) && !file_sink))) add("in-memory stream", stream);
   if (verify) {
     add("verify reference", region);
     add("flattened image", region + pages / 8);
   }
-  if (verify || keep) add("image read back", stream);
+  if (verify || keep || (restore && !file_sink)) add("image read back", stream);
   // fork-cow's child keeps the region as it was while the writers change it: at worst every page twice.
   if (spec.strategy == "fork-cow") add("fork-cow copy-on-write worst case", region);
   return need;

@@ -35,6 +35,19 @@ double param_of(const std::string& params, const std::string& key, double fallba
 
 }  // namespace
 
+double expected_saved_images(const RunSpec& spec, const RunResult& r) {
+  if (spec.strategy != "precopy") return 1;
+  const double save_rate =
+      r.bandwidth_bytes_s > 0 ? std::min(double(r.bandwidth_bytes_s), kCopyBytesS) : kCopyBytesS;
+  // rate_target_pages_s is -1 for unpaced writers: they out-dirty any saver.
+  const double write_rate = r.rate_target_pages_s < 0 ? save_rate : r.rate_target_pages_s * kPageBytes;
+  const double q = std::min(1.0, write_rate / save_rate);
+  const int passes = int(param_of(r.params, "precopy.max_passes", 30));
+  double factor = 0, term = 1;
+  for (int p = 0; p < passes && term > 1e-3; ++p, term *= q) factor += term;
+  return factor;
+}
+
 double estimate_run_seconds(const RunSpec& spec) {
   const RunResult r = resolve_spec(spec);
   const double region = double(r.region_bytes);
@@ -42,17 +55,7 @@ double estimate_run_seconds(const RunSpec& spec) {
   if (spec.strategy == "none") return s + param_of(r.params, "none.duration_ms", 1000) / 1000.0;
   const double save_rate =
       r.bandwidth_bytes_s > 0 ? std::min(double(r.bandwidth_bytes_s), kCopyBytesS) : kCopyBytesS;
-  double saved = region;
-  if (spec.strategy == "precopy") {
-    // rate_target_pages_s is -1 for unpaced writers: they out-dirty any saver.
-    const double write_rate = r.rate_target_pages_s < 0 ? save_rate : r.rate_target_pages_s * kPageBytes;
-    const double q = std::min(1.0, write_rate / save_rate);
-    const int passes = int(param_of(r.params, "precopy.max_passes", 30));
-    double factor = 0, term = 1;
-    for (int p = 0; p < passes && term > 1e-3; ++p, term *= q) factor += term;
-    saved *= factor;
-  }
-  s += saved / save_rate;
+  s += region * expected_saved_images(spec, r) / save_rate;
   if (spec.verify) s += 3 * region / kTouchBytesS;
   return s;
 }

@@ -21,6 +21,10 @@ namespace snap {
 // matter for balancing, the absolute figure is a rough guide on other machines.
 double estimate_run_seconds(const RunSpec& spec);
 
+// How many region-sized images the strategy is expected to save (the estimate's saved bytes / region):
+// precopy 1 + q + q² + … as above (`r` is resolve_spec(spec)), every other strategy 1.
+double expected_saved_images(const RunSpec& spec, const RunResult& r);
+
 // The case indices (into `cases`, ascending) of shard `index` (1-based) of `count`. Cases are dealt
 // by expected cost, largest first, each to the shard with the least total so far (ties: the lower
 // shard, then spec order), so shards take about equal time. Deterministic for a given spec and

@@ -2,7 +2,7 @@
 # Process-level reliability (issue 25): a SIGTERM stops a run within a second even while the region is
 # being filled, or while an exec sink never reads, leaving no process and no row; a second signal
 # exits at once and kills the sink's command; two `matrix --resume` at once on one directory never
-# double a run. Usage: reliability_signals.sh SNAPBENCH_BINARY
+# double a run; a SIGTERM stops the qemu workload and its QEMU. Usage: reliability_signals.sh SNAPBENCH_BINARY
 set -uo pipefail
 bin=$1
 tmp=$(mktemp -d)
@@ -78,4 +78,27 @@ echo "two --resume at once: exits $rc_a and $rc_b, $rows rows"
 grep -q "is in use by pid" "$tmp/a.txt" "$tmp/b.txt" || fail "the refused one did not say who holds the directory"
 "$bin" matrix "$tmp/spec.toml" --out "$tmp/m" --resume -q > "$tmp/c.txt" 2>&1 || fail "a later --resume failed"
 [ $(($(grep -c . "$tmp/m/results.csv") - 1)) = 6 ] || fail "a later --resume added rows to a complete matrix"
+# 5. SIGTERM while the qemu workload runs (QEMU under KVM or TCG): the run stops within a second and
+#    its QEMU (a child of snapbench) goes with it. Skipped (said so) without QEMU.
+if command -v qemu-system-x86_64 >/dev/null; then
+  "$bin" run --workload qemu --mem 64M --writers 1 --warmup 60 -q --out "$tmp/qemu.csv" > "$tmp/qemu.txt" 2>&1 &
+  pid=$!
+  qemu=""
+  for _ in $(seq 1 300); do
+    qemu=$(pgrep -P "$pid" -f qemu-system | head -1)
+    [ -n "$qemu" ] && break
+    sleep 0.1
+  done
+  [ -n "$qemu" ] || { cat "$tmp/qemu.txt"; fail "the qemu workload started no QEMU within 30 s"; }
+  stop_after 3 TERM $pid
+  cat "$tmp/qemu.txt"
+  echo "qemu workload: rc=$rc, exited ${took}s after SIGTERM"
+  [ "$rc" = 143 ] || fail "a SIGTERM during the qemu workload exited $rc, expected 143"
+  (( $(echo "$took < 1.0" | bc) )) || fail "the qemu run took ${took}s to stop after SIGTERM (limit 1 s)"
+  for _ in $(seq 1 30); do kill -0 "$qemu" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$qemu" 2>/dev/null && fail "QEMU (pid $qemu) outlived the run"
+  [ "$(grep -c . "$tmp/qemu.csv" 2>/dev/null || echo 0)" -le 1 ] || fail "a stopped qemu run wrote a row"
+else
+  echo "qemu workload: skipped (no qemu-system-x86_64 on PATH)"
+fi
 echo "PASS"

@@ -113,6 +113,34 @@ TEST(MemoryCheck, CountsTheVerifyCopiesTheMemorySinkAndForkCowsWorstCase) {
   unsetenv("SNAPBENCH_MEMAVAILABLE");
 }
 
+TEST(MemoryCheck, CountsARestoresStreamAndPrecopysResentPages) {
+  RunSpec s;
+  s.mem_bytes = 64ull << 20;
+  // A restore without --verify or --image still keeps the stream in memory (the null sink cannot be
+  // read back) and reads it back to write the image file the restore phase reads.
+  s.restore = "eager";
+  const MemoryNeed restore = run_memory_need(s);
+  EXPECT_GE(restore.bytes, 3 * s.mem_bytes) << restore.parts;
+  EXPECT_NE(restore.parts.find("in-memory stream"), std::string::npos) << restore.parts;
+  EXPECT_NE(restore.parts.find("image read back"), std::string::npos) << restore.parts;
+  // With a file sink the restore reads that file: nothing more than the region.
+  s.sink = "file:/nonexistent-dir/x.img";
+  EXPECT_EQ(run_memory_need(s).bytes, s.mem_bytes) << run_memory_need(s).parts;
+  s.sink = "null";
+  s.restore.clear();
+  // precopy re-sends what the writers dirty: with verify, an idle run backs two images of stream, a
+  // run whose writers dirty nearly as fast as the saver saves backs more, never past max_passes images.
+  s.strategy = "precopy";
+  s.verify = true;
+  const uint64_t idle = run_memory_need(s).bytes;
+  s.rate = "1GiB/s";
+  const MemoryNeed busy = run_memory_need(s);
+  EXPECT_GT(busy.bytes, idle) << busy.parts;
+  s.params["precopy"]["max_passes"] = "2";
+  EXPECT_LT(run_memory_need(s).bytes, busy.bytes);
+  EXPECT_GE(run_memory_need(s).bytes, idle);
+}
+
 TEST(MemoryCheck, TheRealMemAvailableRefusesATerabyte) {
   if (available_memory_bytes() >= (1ull << 40)) GTEST_SKIP() << "this machine has a terabyte available";
   const auto t0 = std::chrono::steady_clock::now();

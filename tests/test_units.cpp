@@ -40,7 +40,10 @@ TEST(Units, RatesParse) {
 TEST(Units, Bandwidth) {
   EXPECT_EQ(parse_bandwidth("0", "--bandwidth"), 0u);
   EXPECT_EQ(parse_bandwidth("800MiB/s", "--bandwidth"), 800ull << 20);
-  EXPECT_EQ(parse_bandwidth("1G", "--bandwidth"), 1ull << 30);
+  EXPECT_EQ(parse_bandwidth("1G/s", "--bandwidth"), 1ull << 30);
+  // A size without a unit of time is refused, naming the fix (it was taken as 1G/s before).
+  EXPECT_THROW(parse_bandwidth("1G", "--bandwidth"), UsageError);
+  EXPECT_THROW(parse_bandwidth("/s", "--bandwidth"), UsageError);
   EXPECT_THROW(parse_bandwidth("lots", "--bandwidth"), UsageError);
 }
 

@@ -12,9 +12,10 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/histogram_layout.h"
+#include "core/run_stop.h"
 #include "workloads/kvm/guest_control.h"
-#include "workloads/qemu/host_tsc.h"
 #include "workloads/pattern_kit.h"
+#include "workloads/qemu/host_tsc.h"
 
 extern "C" const unsigned char snap_guest_elf_start[];
 extern "C" const unsigned char snap_guest_elf_end[];
@@ -100,6 +101,7 @@ QemuGuest::QemuGuest(Region& region, const QemuGuestOptions& o) : region_(region
   while (__atomic_load_n(&block(0).ready, __ATOMIC_ACQUIRE) == 0) {
     vm_->check_alive();
     if (std::string f = guest_failure(); !f.empty()) throw std::runtime_error(f);
+    throw_if_run_stopped();
     if (now_ns() > deadline)
       throw std::runtime_error("the guest program did not reach its write loop within " +
                                std::to_string(int(o.boot_timeout_s)) + " s of QEMU starting it");

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/run_stop.h"
 
 namespace snap::qemu {
 
@@ -139,6 +140,13 @@ MigrationOutcome migrate_to_sink(QemuVm& vm, const MigrationOptions& o, Sink& si
       vm.execute("migrate-set-parameters", {{"downtime-limit", 2000000}}, t);
       out.forced_completion = true;
     }
+    if (run_stop_requested()) {  // SIGTERM or the run's time limit: cancel, then fail with the reason
+      try {
+        vm.execute("migrate_cancel", nlohmann::json::object(), t);
+      } catch (...) {
+      }
+      throw_if_run_stopped();
+    }
     if (now_ns() > deadline) {
       try {
         vm.execute("migrate_cancel", nlohmann::json::object(), t);
@@ -153,6 +161,7 @@ MigrationOutcome migrate_to_sink(QemuVm& vm, const MigrationOptions& o, Sink& si
   const uint64_t drain_deadline = now_ns() + uint64_t(t * 1e9);
   while (!pump.done()) {
     vm.check_alive();
+    throw_if_run_stopped();
     if (now_ns() > drain_deadline) throw std::runtime_error("QEMU did not close the migration stream after completing");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }

@@ -9,13 +9,14 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "core/region.h"
+#include "core/run_stop.h"
 #include "core/sink.h"
 #include "harness/csv.h"
 #include "harness/run.h"
 #include "strategies/strategy.h"
-#include "workloads/workload.h"
 #include "workloads/qemu/qemu_guest.h"
 #include "workloads/qemu/qemu_snapshot.h"
+#include "workloads/workload.h"
 
 namespace snap::qemu {
 
@@ -101,13 +102,13 @@ RunResult run_qemu(const RunSpec& spec, const RunResult& resolved, const ParamVa
     QemuGuest guest(region, go);
 
     const uint64_t w0 = now_ns();
-    std::this_thread::sleep_for(std::chrono::duration<double>(spec.warmup_s));
+    sleep_unless_stopped(spec.warmup_s);  // a SIGTERM or the time limit ends the run now (run_stop.h)
     guest.set_phase(1);
     const uint64_t s0 = now_ns();
     std::string failure;
     QemuSnapshotResult snap;
     if (spec.strategy == "none") {
-      std::this_thread::sleep_for(std::chrono::milliseconds(sp.get_int("duration_ms")));
+      sleep_unless_stopped(double(sp.get_int("duration_ms")) / 1000);
     } else {
       QemuSnapshotRequest req;
       req.strategy = spec.strategy;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/run_stop.h"
 
 namespace snap::qemu {
 
@@ -35,6 +36,7 @@ QmpClient::QmpClient(const std::string& path, double timeout_s, const std::funct
     if (err != ENOENT && err != ECONNREFUSED)
       throw QmpError("cannot connect to QMP socket " + path + ": " + std::strerror(err));
     if (check_alive) check_alive();
+    throw_if_run_stopped();
     if (now_ns() >= deadline)
       throw QmpError("QEMU's QMP socket did not accept a connection within " + std::to_string(timeout_s) + " s");
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
